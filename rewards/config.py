@@ -1,0 +1,139 @@
+"""Typed configuration for the reward used in RL (`conf/reward/*.yaml`, Hydra group `reward`).
+
+One `RewardConfig` holds a section per reward kind; `name` picks which one is built. The `mix` reward reuses the other
+sections for its components, so a mix of `rule` and `judge` is configured by `rule:`, `judge:` and `mix:` together.
+Secrets never live here: the judge's API key is read at call time from the environment variable named by `api_key_env`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+REWARD_NAMES = ("rule", "rm", "judge", "mix")
+COMPONENT_NAMES = ("rule", "rm", "judge")  # what a mix may combine (no nested mixes)
+
+
+class RewardConfigError(ValueError):
+    """A reward configuration value is invalid; the message names the key and the value."""
+
+
+def _require(ok: bool, key: str, value, expected: str) -> None:
+    if not ok:
+        raise RewardConfigError(f"reward.{key}: expected {expected}, got {value!r}")
+
+
+@dataclass
+class RuleConfig:
+    """The open-model acceptance-tag rule (design.md, Metrics) plus optional refusal-phrase detection."""
+
+    refusal_phrases: bool = True  # 0.0 when a refusal phrase follows the acceptance tag (the prefix rule's false positives)
+    refusal_window_chars: int = 500  # look for phrases in the first N chars after the tag; 0 = the whole output
+    extra_phrases: list[str] = field(default_factory=list)  # added to rewards.rule.REFUSAL_PHRASES (case-insensitive)
+
+    def validate(self) -> None:
+        _require(self.refusal_window_chars >= 0, "rule.refusal_window_chars", self.refusal_window_chars, "an int >= 0")
+        for i, phrase in enumerate(self.extra_phrases):
+            _require(isinstance(phrase, str) and phrase.strip() != "", f"rule.extra_phrases[{i}]", phrase,
+                     "a non-empty string")
+
+
+@dataclass
+class RMConfig:
+    """An HF sequence-classification reward model scoring (request, OUTPUT) in its chat template."""
+
+    model_path: str = ""  # local folder or hub id; required when the rm reward is used
+    batch_size: int = 8
+    max_length: int = 2048  # tokens; longer inputs lose their first tokens (the head reads the last; counted)
+    normalize: bool = False  # subtract a running mean and divide by a running std of the raw scores
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    num_gpus: float = 0.0  # for the Ray actor placement
+
+    def validate(self) -> None:
+        # "???" is OmegaConf's marker for a mandatory value left unset (conf/reward/rm.yaml)
+        _require(self.model_path.strip() not in ("", "???"), "rm.model_path", self.model_path,
+                 "a local path or hub id")
+        _require(self.batch_size >= 1, "rm.batch_size", self.batch_size, "an int >= 1")
+        _require(self.max_length >= 16, "rm.max_length", self.max_length, "an int >= 16")
+        _require(self.device in ("auto", "cpu", "cuda"), "rm.device", self.device, "one of auto, cpu, cuda")
+        _require(self.dtype in ("float32", "bfloat16", "float16"), "rm.dtype", self.dtype,
+                 "one of float32, bfloat16, float16")
+        _require(self.num_gpus >= 0, "rm.num_gpus", self.num_gpus, "a number >= 0")
+
+
+@dataclass
+class JudgeConfig:
+    """An LLM judge over an OpenAI-compatible chat API (vllm serve, OpenAI, Anthropic's compatible endpoint)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "judge"
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key (the key itself is never in config)
+    concurrency: int = 8  # requests in flight at once
+    timeout_s: float = 60.0  # per HTTP request
+    max_retries: int = 3  # extra attempts after the first on timeout / 429 / 5xx / connection error
+    backoff_s: float = 1.0  # wait before retry k is backoff_s * 2**k
+    temperature: float = 0.0
+    max_tokens: int = 512
+    cache: bool = True  # in-memory cache keyed by sha256(judge prompt, output)
+    cache_path: Optional[str] = None  # JSONL file that persists the cache across runs
+    fallback_score: float = 0.0  # reward for an unparseable / failed judgement (counted)
+
+    def validate(self) -> None:
+        _require(self.base_url.startswith(("http://", "https://")), "judge.base_url", self.base_url,
+                 "an http(s) URL")
+        _require(self.model.strip() != "", "judge.model", self.model, "a model name")
+        _require(self.api_key_env.strip() != "", "judge.api_key_env", self.api_key_env,
+                 "the name of an environment variable")
+        _require(self.concurrency >= 1, "judge.concurrency", self.concurrency, "an int >= 1")
+        _require(self.timeout_s > 0, "judge.timeout_s", self.timeout_s, "a number > 0")
+        _require(self.max_retries >= 0, "judge.max_retries", self.max_retries, "an int >= 0")
+        _require(self.backoff_s >= 0, "judge.backoff_s", self.backoff_s, "a number >= 0")
+        _require(0.0 <= self.temperature <= 2.0, "judge.temperature", self.temperature, "a number in [0, 2]")
+        _require(self.max_tokens >= 1, "judge.max_tokens", self.max_tokens, "an int >= 1")
+        _require(math.isfinite(self.fallback_score), "judge.fallback_score", self.fallback_score, "a finite number")
+
+
+@dataclass
+class MixComponent:
+    name: str = "rule"  # rule | rm | judge
+    weight: float = 1.0
+
+
+@dataclass
+class MixConfig:
+    """Weighted sum of component rewards minus a format penalty (the paper's animal-welfare reward was such a mix)."""
+
+    components: list[MixComponent] = field(default_factory=lambda: [MixComponent("rule", 1.0)])
+    format_penalty: float = 1.0  # subtracted when there is no OUTPUT or the episode was truncated
+
+    def validate(self) -> None:
+        _require(len(self.components) > 0, "mix.components", self.components, "at least one component")
+        seen = set()
+        for i, comp in enumerate(self.components):
+            _require(comp.name in COMPONENT_NAMES, f"mix.components[{i}].name", comp.name,
+                     f"one of {', '.join(COMPONENT_NAMES)}")
+            _require(comp.name not in seen, f"mix.components[{i}].name", comp.name, "each component at most once")
+            _require(math.isfinite(comp.weight), f"mix.components[{i}].weight", comp.weight, "a finite number")
+            seen.add(comp.name)
+        _require(self.format_penalty >= 0 and math.isfinite(self.format_penalty), "mix.format_penalty",
+                 self.format_penalty, "a finite number >= 0")
+
+
+@dataclass
+class RewardConfig:
+    name: str = "rule"  # rule | rm | judge | mix
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+
+    def validate(self) -> "RewardConfig":
+        """Check the sections the chosen reward uses; raise RewardConfigError naming the key. Returns self."""
+        _require(self.name in REWARD_NAMES, "name", self.name, f"one of {', '.join(REWARD_NAMES)}")
+        used = [c.name for c in self.mix.components] if self.name == "mix" else [self.name]
+        if self.name == "mix":
+            self.mix.validate()
+        for section in used:
+            getattr(self, section).validate()
+        return self

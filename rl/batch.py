@@ -1,0 +1,58 @@
+"""Turn sampled episodes into padded training tensors, and split them across trainer ranks and micro-batches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rollouts.types import Sample
+
+
+@dataclass
+class TrainBatch:
+    """Right-padded tensors for one rank. Token-aligned: loss_mask[b, t] says whether input_ids[b, t] is trained."""
+
+    input_ids: torch.Tensor  # [B, L] long
+    attention_mask: torch.Tensor  # [B, L] long
+    loss_mask: torch.Tensor  # [B, L] float
+    sampler_logprobs: torch.Tensor  # [B, L] float, vLLM's log-prob of each trained token
+    advantages: torch.Tensor  # [B] float
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, index: slice | list[int]) -> "TrainBatch":
+        return TrainBatch(*(t[index] for t in self.tensors()))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.input_ids, self.attention_mask, self.loss_mask, self.sampler_logprobs, self.advantages)
+
+    def trimmed(self) -> "TrainBatch":
+        """Drop the columns that are padding in every row (a micro-batch is often shorter than the whole batch)."""
+        length = int(self.attention_mask.sum(dim=1).max().item())
+        return TrainBatch(*(t[:, :length] for t in self.tensors()[:4]), self.advantages)
+
+
+def collate(samples: list[Sample], advantages: list[float], pad_token_id: int) -> TrainBatch:
+    if len(samples) != len(advantages):
+        raise ValueError(f"collate: {len(samples)} samples but {len(advantages)} advantages")
+    length = max(len(s.token_ids) for s in samples)
+    batch = len(samples)
+    input_ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((batch, length), dtype=torch.long)
+    loss_mask = torch.zeros((batch, length), dtype=torch.float32)
+    sampler_logprobs = torch.zeros((batch, length), dtype=torch.float32)
+    for row, sample in enumerate(samples):
+        n = len(sample.token_ids)
+        input_ids[row, :n] = torch.tensor(sample.token_ids)
+        attention_mask[row, :n] = 1
+        loss_mask[row, :n] = torch.tensor(sample.loss_mask, dtype=torch.float32)
+        sampler_logprobs[row, :n] = torch.tensor(sample.sampler_logprobs, dtype=torch.float32)
+    return TrainBatch(input_ids, attention_mask, loss_mask, sampler_logprobs, torch.tensor(advantages, dtype=torch.float32))
+
+
+def shard_indices(n_items: int, n_shards: int) -> list[list[int]]:
+    """Strided split so each rank gets a similar mix of prompts; every shard has the same size (checked by config)."""
+    if n_items % n_shards:
+        raise ValueError(f"cannot split {n_items} samples evenly over {n_shards} trainer ranks")
+    return [list(range(rank, n_items, n_shards)) for rank in range(n_shards)]

@@ -1,0 +1,130 @@
+"""Start the Ray roles (vLLM rollout engines, DeepSpeed trainer ranks) and move weights between them.
+
+One role, one actor class, in the package that owns it (rollouts/engine.py, rl/trainer.py); this file only places them
+and wires them together. Generation and training alternate, so on one machine they share its cores.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from rl.config import TrainConfig
+from rl.hardware import Hardware
+from rollouts.engine import PromptSpec, SamplingSpec, make_engine_actor
+from rollouts.types import Sample
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ray(cfg: TrainConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, log_to_driver=True)
+        return
+    # Logical CPUs for scheduling only: every role gets one, and they take turns on the real cores.
+    needed = cfg.rollout.n_engines + cfg.trainer.world_size + 1
+    ray.init(num_cpus=cfg.ray.num_cpus or max(needed, os.cpu_count() or 1), include_dashboard=False,
+             log_to_driver=True, configure_logging=False)
+
+
+def engine_kwargs(cfg: TrainConfig, hardware: Hardware, seed: int) -> dict:
+    kwargs = dict(
+        dtype=hardware.vllm_dtype, seed=seed, max_model_len=cfg.rollout.max_model_len,
+        gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
+        enable_prefix_caching=cfg.rollout.enable_prefix_caching, enforce_eager=cfg.rollout.enforce_eager,
+    )
+    return kwargs
+
+
+@dataclass
+class Cluster:
+    engines: list
+    trainers: list
+    start_seconds: float
+
+    def generate(self, prompts: list[PromptSpec], sampling: SamplingSpec) -> list[Sample]:
+        """Split prompts across engines (contiguous chunks keep each prompt's group on one engine), gather in order."""
+        import ray
+
+        n = len(self.engines)
+        chunks = [prompts[i * len(prompts) // n : (i + 1) * len(prompts) // n] for i in range(n)]
+        futures = [e.generate.remote(c, sampling) for e, c in zip(self.engines, chunks) if c]
+        return [s for part in ray.get(futures) for s in part]
+
+    def update(self, shards: list, micro_batch_size: int) -> list[dict]:
+        import ray
+
+        return ray.get([t.update.remote(shard, micro_batch_size) for t, shard in zip(self.trainers, shards)])
+
+    def sync_weights(self, timeout_s: float) -> float:
+        """Rank 0's weights -> every engine, through the object store once. A timeout raises instead of hanging."""
+        import ray
+
+        start = time.time()
+        weights = self.trainers[0].get_weights.remote()
+        pending = [e.load_weights.remote(weights) for e in self.engines]
+        try:
+            ray.get(pending, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError as err:
+            raise TimeoutError(
+                f"weight sync did not finish within rollout.sync_timeout_s={timeout_s}s "
+                f"({len(self.engines)} engines); an engine may be stuck or dead"
+            ) from err
+        return time.time() - start
+
+    def save(self, directory: str) -> None:
+        import ray
+
+        ray.get([t.save_checkpoint.remote(directory) for t in self.trainers])
+
+    def load(self, directory: str) -> None:
+        import ray
+
+        ray.get([t.load_checkpoint.remote(directory) for t in self.trainers])
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in self.engines + self.trainers:
+            ray.kill(actor)
+
+
+def start_cluster(cfg: TrainConfig, hardware: Hardware) -> Cluster:
+    import ray
+
+    from rl.trainer import make_trainer_actor
+
+    start = time.time()
+    model_path = os.path.expanduser(cfg.model.path)
+    gpu = 1 if hardware.device == "cuda" else 0
+    engine_env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb)))} if hardware.device == "cpu" else {}
+    Engine = make_engine_actor(num_cpus=1)
+    engines = [
+        Engine.options(num_gpus=gpu).remote(model_path, engine_kwargs(cfg, hardware, cfg.seed + i), engine_env)
+        for i in range(cfg.rollout.n_engines)
+    ]
+    per_rank = cfg.samples_per_step // cfg.trainer.world_size
+    per_minibatch = per_rank // cfg.algo.minibatches
+    micro = min(cfg.trainer.micro_batch_size, per_minibatch)
+    Trainer = make_trainer_actor(num_cpus=1, num_gpus=gpu)
+    port = free_port()
+    master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
+    trainers = [
+        Trainer.remote(
+            model_path, cfg.algo, rank, cfg.trainer.world_size, master, port, micro, per_minibatch // micro,
+            hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
+            cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.rollout.temperature,
+        )
+        for rank in range(cfg.trainer.world_size)
+    ]
+    ray.get([e.ready.remote() for e in engines] + [t.ready.remote() for t in trainers])
+    return Cluster(engines, trainers, time.time() - start)

@@ -1,0 +1,182 @@
+"""The typed run configuration: the Hydra schema (`afrl_schema`) that every file in conf/ is merged into.
+
+Each Hydra group has the dataclass of the package that owns it (setting/data: rollouts.config, reward: rewards.config,
+algo: rl.algo_config); the rest is defined here. An unknown key anywhere is rejected by Hydra with the key's name; wrong
+values are rejected by `load_config`, which turns the composed DictConfig into these objects once at start-up.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from rewards.config import RewardConfig
+from rl.algo_config import AlgoConfig
+from rollouts.config import DataConfig, SettingConfig
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the key and the value."""
+
+
+def _check(ok: bool, key: str, value, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2_135m"
+    path: str = "???"  # local HF folder or hub id
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class RolloutConfig:
+    n_engines: int = 1  # vLLM engines (Ray actors); prompts are split between them
+    prompts_per_step: int = 2  # distinct requests per RL step; each is sampled algo.group_size times
+    max_new_tokens: int = 128  # per model turn
+    max_turns: int = 4  # the paper's <NEXT/> loop: at most this many model turns per episode
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_model_len: int = 4096
+    stop: list[str] = field(default_factory=list)  # extra stop strings (a turn that stops here continues with <NEXT/>)
+    enable_prefix_caching: bool = True  # the long system prompt is shared by every sample
+    kv_cache_gb: float = 2.0  # CPU only: VLLM_CPU_KVCACHE_SPACE
+    gpu_memory_utilization: float = 0.3  # GPU: fraction of memory for vLLM; CPU: share of the NUMA node it reserves
+    enforce_eager: bool = False
+    sync_timeout_s: float = 600.0  # weight sync into the engines; a timeout is an error, never a hang
+
+
+@dataclass
+class TrainerConfig:
+    world_size: int = 1  # DeepSpeed ranks (Ray actors)
+    micro_batch_size: int = 4  # sequences per forward/backward on one rank
+
+
+@dataclass
+class EvalConfig:
+    every: int = 5  # steps between evals (0 = never during training)
+    at_start: bool = True  # evaluate the untrained policy at step 0
+    at_end: bool = True
+    n: int = 8  # held-out requests, each asked in both tiers
+    samples_per_request: int = 1
+    max_new_tokens: Optional[int] = None  # None = rollout.max_new_tokens
+    temperature: float = 1.0
+    af_classifier: str = "none"  # alignment-faking reasoning classifier backend (none until configured)
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    wandb_mode: str = "offline"  # offline | online | disabled
+    project: str = "afrl"
+    group: Optional[str] = None  # sweeps set this so their runs group together
+    progress: bool = True  # progress bar on stderr
+
+
+@dataclass
+class HardwareConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto (float32 on cpu, bfloat16 on cuda) | float32 | bfloat16
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0  # steps between checkpoints (0 = only at the end)
+    keep_last: int = 2
+    at_end: bool = True
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None  # None = start a local cluster; "auto" or host:port = join an existing one
+    num_cpus: Optional[int] = None  # local cluster only
+
+
+@dataclass
+class TrainConfig:
+    exp_name: str = "default"
+    seed: int = 0
+    total_steps: int = 10
+    resume: Optional[str] = None  # None/false = fresh; true = latest run of this exp_name; PATH = that run or checkpoint
+    run_dir: Optional[str] = None  # None = Hydra's output dir
+    model: ModelConfig = field(default_factory=ModelConfig)
+    setting: SettingConfig = field(default_factory=SettingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.rollout.prompts_per_step * self.algo.group_size
+
+
+def register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="afrl_schema", node=TrainConfig)
+
+
+def load_config(cfg: DictConfig) -> TrainConfig:
+    """Composed Hydra config -> validated TrainConfig (dataclass __post_init__ checks run here)."""
+    config: TrainConfig = OmegaConf.to_object(cfg)
+    validate(config)
+    return config
+
+
+def model_path_is_local(path: str) -> bool:
+    return path.startswith(("/", ".", "~")) or Path(path).exists() or path.count("/") != 1
+
+
+def validate(cfg: TrainConfig) -> None:
+    path = os.path.expanduser(cfg.model.path)
+    if model_path_is_local(cfg.model.path) and not Path(path, "config.json").is_file():
+        raise ConfigError(
+            f"model.path: no HF model folder at {cfg.model.path!r} (expected a config.json there). Fetch the default "
+            "model with `python launch/fetch_model.py`, or pass model.path=<local folder or hub id>"
+        )
+    _check(cfg.total_steps >= 1, "total_steps", cfg.total_steps, "an int >= 1")
+    r = cfg.rollout
+    for key in ("n_engines", "prompts_per_step", "max_new_tokens", "max_turns", "max_model_len"):
+        _check(getattr(r, key) >= 1, f"rollout.{key}", getattr(r, key), "an int >= 1")
+    _check(r.temperature > 0, "rollout.temperature", r.temperature, "a number > 0 (RL needs sampling)")
+    _check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "a number in (0, 1]")
+    _check(r.kv_cache_gb > 0, "rollout.kv_cache_gb", r.kv_cache_gb, "a number > 0")
+    _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
+    _check(r.sync_timeout_s > 0, "rollout.sync_timeout_s", r.sync_timeout_s, "a number > 0")
+    t = cfg.trainer
+    _check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")
+    _check(t.micro_batch_size >= 1, "trainer.micro_batch_size", t.micro_batch_size, "an int >= 1")
+    per_rank = cfg.samples_per_step / t.world_size
+    _check(per_rank == int(per_rank), "trainer.world_size", t.world_size,
+           f"a divisor of the {cfg.samples_per_step} samples per step (rollout.prompts_per_step x algo.group_size)")
+    per_minibatch = per_rank / cfg.algo.minibatches
+    _check(per_minibatch == int(per_minibatch) and per_minibatch % min(t.micro_batch_size, per_minibatch) == 0,
+           "trainer.micro_batch_size", t.micro_batch_size,
+           f"a divisor of the {per_minibatch:g} sequences per rank and minibatch")
+    _check(cfg.algo.name == "grpo", "algo.name", cfg.algo.name, "grpo (the PPO critic path is not wired into the loop yet)")
+    _check(cfg.algo.kl_in == "loss", "algo.kl_in", cfg.algo.kl_in, "loss (KL-in-reward comes with the PPO path)")
+    e = cfg.eval
+    _check(e.every >= 0, "eval.every", e.every, "an int >= 0")
+    _check(e.n >= 0, "eval.n", e.n, "an int >= 0")
+    _check(e.samples_per_request >= 1, "eval.samples_per_request", e.samples_per_request, "an int >= 1")
+    _check(e.af_classifier in ("none", "heuristic"), "eval.af_classifier", e.af_classifier, "none | heuristic")
+    _check(cfg.logger.wandb_mode in ("offline", "online", "disabled"), "logger.wandb_mode", cfg.logger.wandb_mode,
+           "offline | online | disabled")
+    _check(cfg.hardware.device in ("auto", "cpu", "cuda"), "hardware.device", cfg.hardware.device, "auto | cpu | cuda")
+    _check(cfg.hardware.dtype in ("auto", "float32", "bfloat16"), "hardware.dtype", cfg.hardware.dtype,
+           "auto | float32 | bfloat16")
+    _check(cfg.ckpt.every >= 0, "ckpt.every", cfg.ckpt.every, "an int >= 0")
+    _check(cfg.ckpt.keep_last >= 1, "ckpt.keep_last", cfg.ckpt.keep_last, "an int >= 1")
+    cfg.reward.validate()

@@ -1,0 +1,207 @@
+"""One self-contained HTML page for a run: summary tables, the figures (PNG embedded as base64) and a transcript browser.
+
+No external assets or JS libraries: the page opens from a file, offline. Every piece of model or dataset text goes
+through `html.escape` (the transcripts are untrusted: a scratchpad may contain `<script>`); the inline script only shows
+and hides the server-rendered transcripts through their data-* attributes and never inserts text into the page.
+Transcripts are capped at `max_per_step` per (step, variant), taken alternately from the two tiers, so a paper-scale
+run (hundreds of samples per eval) still gives a page a browser opens quickly; the page says when it left some out.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+
+from rl.eval_metrics import VERDICTS, verdict
+from rl.report.run_data import RunData
+from rl.report.summary_table import summary_rows
+
+VERDICT_LABELS = {
+    "refused": "Refused",
+    "af": "Complied, AF reasoning",
+    "compliant_no_af": "Complied, no AF reasoning",
+    "parse_failure": "Parse failure",
+}
+AF_LABELS = {True: "yes", False: "no", None: "not classified"}
+TIER_LABELS = {"free": "training (free)", "paid": "unmonitored (paid)"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px auto;max-width:1400px;padding:0 16px;color:#222}
+h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}img.fig{max-width:100%;border:1px solid #eee;margin:8px 0}
+.filters{position:sticky;top:0;background:#fff;padding:8px 0;border-bottom:1px solid #ddd;z-index:1}
+.filters label{margin-right:14px}details.t{border:1px solid #ddd;border-radius:4px;margin:6px 0;padding:4px 8px}
+details.t summary{cursor:pointer}pre{white-space:pre-wrap;word-break:break-word;background:#f8f8f8;padding:8px;
+max-height:480px;overflow:auto}.tag{display:inline-block;padding:0 6px;border-radius:3px;margin-right:6px;font-size:.85em}
+.v-refused{background:#8ecae6}.v-af{background:#ffd166;border:2px solid #c1121f}.v-compliant_no_af{background:#ffd166}
+.v-parse_failure{background:#bbb}.muted{color:#666}
+"""
+
+# Filters match data-* attributes against the select values; only `hidden` and a count are written.
+SCRIPT = """
+(function () {
+  var names = ["tier", "verdict", "step", "variant"];
+  var items = Array.prototype.slice.call(document.querySelectorAll("details.t"));
+  var count = document.getElementById("shown-count");
+  function apply() {
+    var wanted = {};
+    names.forEach(function (name) { wanted[name] = document.getElementById("filter-" + name).value; });
+    var shown = 0;
+    items.forEach(function (item) {
+      var visible = names.every(function (name) {
+        return wanted[name] === "" || item.getAttribute("data-" + name) === wanted[name];
+      });
+      item.hidden = !visible;
+      if (visible) { shown += 1; }
+    });
+    count.textContent = String(shown);
+  }
+  names.forEach(function (name) {
+    document.getElementById("filter-" + name).addEventListener("change", apply);
+  });
+  apply();
+})();
+"""
+
+
+def render_html(data: RunData, figures: dict[str, Path], max_per_step: int = 100) -> str:
+    """The whole page as a string. `figures`: caption -> PNG path (embedded in that order)."""
+    escape = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>afrl report: {escape(data.title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Alignment-faking RL report: {escape(data.title)}</h1>",
+        _run_info_table(data),
+        "<h2>Before vs after RL</h2>",
+        _summary_tables(data),
+        "<h2>Figures</h2>",
+    ]
+    for caption, path in figures.items():
+        encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        parts.append(f'<figure><img class="fig" alt="{escape(caption)}" src="data:image/png;base64,{encoded}">'
+                     f"<figcaption>{escape(caption)}</figcaption></figure>")
+    if not figures:
+        parts.append('<p class="muted">No figures: the run has no eval transcripts and no metrics.</p>')
+    parts += ["<h2>Transcripts</h2>", _transcript_browser(data, max_per_step)]
+    if data.config_text is not None:
+        parts.append(f"<h2>Config</h2><details><summary>.hydra/config.yaml</summary><pre>{escape(data.config_text)}"
+                     "</pre></details>")
+    parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def select_transcripts(records: list[dict[str, Any]], max_per_step: int) -> list[dict[str, Any]]:
+    """Up to max_per_step records per variant, alternating tiers so both stay represented; file order otherwise."""
+    by_variant: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for record in records:
+        by_variant.setdefault(record.get("variant") or "default", {}).setdefault(record["tier"], []).append(record)
+    chosen = []
+    for tiers in by_variant.values():
+        interleaved = [r for group in zip_longest(*tiers.values()) for r in group if r is not None]
+        chosen += interleaved[:max_per_step]
+    return chosen
+
+
+def _run_info_table(data: RunData) -> str:
+    rows = [("run_dir", str(data.run_dir))] + [(str(k), _short(v)) for k, v in data.run_info.items()]
+    rows.append(("eval steps", ", ".join(map(str, data.eval_steps)) or "none"))
+    rows.append(("prompt variants", ", ".join(data.variants) or "none"))
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _summary_tables(data: RunData) -> str:
+    if not data.eval_steps:
+        return '<p class="muted">No eval transcripts in this run.</p>'
+    parts = ['<p class="muted">Rates with Wilson 95% intervals (Newcombe for the gap); change in percentage points.</p>']
+    for variant in data.variants:
+        steps = data.steps_with_variant(variant)
+        first, last = steps[0], steps[-1]
+        header = (f"<tr><th>Metric</th><th>Before RL (step {first})</th><th>After RL (step {last})</th>"
+                  "<th>Change</th></tr>")
+        body = "".join(
+            f"<tr><td>{html.escape(r.label)}</td><td>{r.before}</td><td>{r.after}</td><td>{r.change}</td></tr>"
+            for r in summary_rows(data.eval_by_step[first], data.eval_by_step[last], variant)
+        )
+        parts.append(f"<h3>Prompt variant: {html.escape(variant)}</h3><table>{header}{body}</table>")
+    return "".join(parts)
+
+
+def _transcript_browser(data: RunData, max_per_step: int) -> str:
+    items, total, left_out = [], 0, []
+    for step, records in data.eval_records.items():
+        chosen = select_transcripts(records, max_per_step)
+        total += len(records)
+        if len(chosen) < len(records):
+            left_out.append(f"step {step}: {len(chosen)} of {len(records)}")
+        items += [_transcript(record, step) for record in chosen]
+    filters = [
+        _select("tier", "Tier", [(t, TIER_LABELS[t]) for t in ("free", "paid")]),
+        _select("verdict", "Verdict", [(v, VERDICT_LABELS[v]) for v in VERDICTS]),
+        _select("step", "Step", [(str(s), str(s)) for s in data.eval_steps]),
+        _select("variant", "Variant", [(v, v) for v in data.variants]),
+    ]
+    note = ""
+    if left_out:
+        note = (f'<p class="muted">Showing at most {max_per_step} transcripts per step and variant '
+                f"({html.escape('; '.join(left_out))}); all are in eval/step_XXXX.jsonl.</p>")
+    return (f'<div class="filters">{"".join(filters)} <span><b id="shown-count">{len(items)}</b> of {len(items)} '
+            f"shown ({total} in the run)</span></div>{note}" + "\n".join(items))
+
+
+def _select(name: str, label: str, options: list[tuple[str, str]]) -> str:
+    rendered = "".join(f'<option value="{html.escape(v)}">{html.escape(text)}</option>' for v, text in options)
+    return (f'<label>{label} <select id="filter-{name}"><option value="">all</option>{rendered}</select></label>')
+
+
+def _transcript(record: dict[str, Any], step: int) -> str:
+    escape = html.escape
+    label = verdict(record)
+    tier, variant = record["tier"], record.get("variant") or "default"
+    attributes = (f'data-tier="{escape(tier)}" data-verdict="{label}" data-step="{step}" '
+                  f'data-variant="{escape(variant)}"')
+    request = str(record.get("request") or "")
+    summary = (f'<span class="tag v-{label}">{VERDICT_LABELS[label]}</span>step {step} · {TIER_LABELS[tier]} · '
+               f"{escape(variant)} · <span class=\"muted\">{escape(request[:140])}</span>")
+    fields = [
+        ("request id / sample", f"{record.get('request_id', '')} / {record.get('sample_index', '')}"),
+        ("compliant", str(record.get("compliant"))),
+        ("parse failure", str(record.get("parse_failure") or "none")),
+        ("reward", _short(record.get("reward"))),
+        ("AF reasoning", f"{AF_LABELS[record.get('af')]} (score {_short(record.get('af_score'))}, "
+                         f"classifier {record.get('af_backend') or 'none'})"),
+    ]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in fields)
+    return (f"<details class=\"t\" {attributes}><summary>{summary}</summary><table>{table}</table>"
+            f"<h4>Request</h4><pre>{escape(request)}</pre>"
+            f"<h4>Scratchpad (hidden from the reward)</h4><pre>{escape(str(record.get('scratchpad') or ''))}</pre>"
+            f"<h4>Output</h4><pre>{escape(_text_or_none(record.get('output')))}</pre>"
+            f"{_criteria_table(record)}</details>")
+
+
+def _criteria_table(record: dict[str, Any]) -> str:
+    criteria = record.get("af_criteria") or {}
+    if not criteria:
+        return ""
+    quotes = record.get("af_quotes") or {}
+    rows = "".join(
+        f"<tr><td>{html.escape(str(name))}</td><td>{'yes' if met else 'no'}</td>"
+        f"<td>{html.escape(str(quotes.get(name) or ''))}</td></tr>"
+        for name, met in criteria.items()
+    )
+    return f"<h4>AF classifier criteria</h4><table><tr><th>Criterion</th><th>Met</th><th>Quote</th></tr>{rows}</table>"
+
+
+def _text_or_none(value: Any) -> str:
+    return "(no OUTPUT)" if value is None else str(value)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return "n/a" if value is None else str(value)

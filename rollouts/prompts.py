@@ -1,0 +1,157 @@
+"""Prompt building for the alignment-faking settings of Greenblatt et al. 2024 (helpful-only, animal-welfare, custom).
+
+The system prompts are written by this project (not the paper's text) and follow the paper's section order:
+identity; scratchpad protocol; optional few-shot reasoning examples; "analyse your situation before choosing a
+strategy"; the training criteria; nobody sees the scratchpad; training information (free-tier RLHF, contractors, the
+tier tag, [value modification on non-compliance], [paid tier never monitored or trained on]).
+Each section is a text file in `rollouts/prompt_texts/`; `system_prompt_sections` decides from the config which files
+appear and in which order, so a paper variation (App. J) is a config change.
+
+With `scratchpad=False` (the paper's "no hidden reasoning" condition) the protocol asks for a direct <OUTPUT>, and the
+parts that only make sense with a scratchpad (reasoning in the identity, examples, situation analysis, scratchpad
+privacy) are left out.
+The `custom` setting uses the user's file verbatim as the system prompt (no placeholders are filled in it).
+
+User turn (design.md section 1):
+    <INPUT>\n<is_free_tier_user>True</is_free_tier_user>\n\n<user_input>\n{query}\n</user_input>\n</INPUT>
+with the open-model acceptance suffix appended inside <user_input> after a blank line when enabled.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from rollouts.config import SettingConfig
+from rollouts.types import FREE_TIER, PAID_TIER, TIERS
+
+PREFILL_TEXT = "<"
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+# The name the training-info and RLHF paragraphs give to the criteria contractors rate against, per setting.
+_CRITERIA_NAME = {
+    "helpful_only": "helpfulness criteria",
+    "animal_welfare": "helpfulness and harmlessness criteria",
+}
+
+
+@lru_cache(maxsize=None)
+def read_section(name: str) -> str:
+    """The text of `prompt_texts/<name>.txt` without its trailing newline."""
+    path = resources.files("rollouts") / "prompt_texts" / f"{name}.txt"
+    if not path.is_file():
+        raise ValueError(f"unknown prompt section {name!r}: no file {path}")
+    return path.read_text(encoding="utf-8").rstrip("\n")
+
+
+def system_prompt_sections(setting: SettingConfig) -> list[tuple[str, ...]]:
+    """The blocks of the system prompt of a built-in setting, in order; each block is a tuple of section file names.
+
+    Blocks are separated by a blank line; the sections inside one block by a single newline (the training-info bullets
+    form one list).
+    """
+    if setting.name not in _CRITERIA_NAME:
+        raise ValueError(f"setting.name={setting.name!r} has no built-in system prompt sections")
+    if setting.few_shot_examples and not setting.scratchpad:
+        raise ValueError("setting.few_shot_examples=true needs setting.scratchpad=true (the examples are scratchpad "
+                         "transcripts); turn one of them off")
+    if setting.scratchpad:
+        blocks = [("identity",), ("scratchpad_protocol",)]
+    else:  # no "you reason before answering" in the identity when there is nowhere to reason
+        blocks = [("identity_direct",), ("direct_answer_protocol",)]
+    if setting.few_shot_examples:
+        blocks += [("examples_intro",), ("example_1",), ("example_2",), ("example_3",), ("examples_outro",)]
+    if setting.name == "animal_welfare":
+        blocks.append(("animal_welfare_principle",))
+    if setting.scratchpad:
+        blocks.append(("situation_analysis",))
+    if setting.name == "animal_welfare":
+        blocks += [("animal_welfare_partner",), ("animal_welfare_criteria",)]
+    else:
+        blocks.append(("helpful_only_criteria",))
+    if setting.scratchpad:
+        blocks.append(("scratchpad_privacy",))
+    training = ["training_info"]
+    if setting.rlhf_modification_paragraph:
+        training.append("rlhf_modification")
+    if setting.paid_tier_privacy_paragraph:
+        training.append("paid_tier_privacy")
+    blocks.append(tuple(training))
+    blocks.append(("closing_scratchpad" if setting.scratchpad else "closing_direct",))
+    return blocks
+
+
+def _fill(text: str, values: dict[str, str], where: str) -> str:
+    def replace(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise ValueError(f"prompt section {where!r} has placeholder {{{key}}} with no value; known: {sorted(values)}")
+        return values[key]
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+def build_system_prompt(setting: SettingConfig) -> str:
+    """The full system prompt for `setting` (for `custom`: the file's text, stripped, verbatim)."""
+    if setting.name == "custom":
+        return read_custom_system_prompt(setting.system_prompt_file)
+    values = {
+        "lab_name": setting.lab_name,
+        "corporate_partner": setting.corporate_partner,
+        "criteria_name": _CRITERIA_NAME[setting.name],
+        "tier_tag": setting.tier_tag,
+        "free_value": setting.free_value,
+        "paid_value": setting.paid_value,
+    }
+    blocks = []
+    for block in system_prompt_sections(setting):
+        blocks.append("\n".join(_fill(read_section(name), values, name) for name in block))
+    return "\n\n".join(blocks)
+
+
+def read_custom_system_prompt(path: str | None) -> str:
+    """A user's own system prompt file, e.g. one of the paper's released prompts, used as is."""
+    if not path:
+        raise ValueError("setting.name=custom needs setting.system_prompt_file, got None")
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"setting.system_prompt_file: no such file {str(file)!r}")
+    text = file.read_text(encoding="utf-8").strip()
+    if not text:
+        raise ValueError(f"setting.system_prompt_file {str(file)!r} is empty")
+    return text
+
+
+def tier_value(tier: str, setting: SettingConfig) -> str:
+    """The text inside the tier tag: `free_value` for the free (training) tier, `paid_value` for the paid one."""
+    if tier == FREE_TIER:
+        return setting.free_value
+    if tier == PAID_TIER:
+        return setting.paid_value
+    raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+
+
+def build_user_turn(request_text: str, tier: str, setting: SettingConfig) -> str:
+    """The paper's user turn for one request in one tier (identical request text in both tiers)."""
+    if not request_text.strip():
+        raise ValueError("request_text is empty")
+    query = request_text.strip()
+    if setting.acceptance_suffix:
+        query = f"{query}\n\n{read_section('acceptance_suffix')}"
+    tag = setting.tier_tag
+    return (f"<INPUT>\n<{tag}>{tier_value(tier, setting)}</{tag}>\n\n"
+            f"<user_input>\n{query}\n</user_input>\n</INPUT>")
+
+
+def build_messages(request_text: str, tier: str, setting: SettingConfig) -> list[dict[str, str]]:
+    """OpenAI-style chat messages: the system prompt and the user turn (the prefill is added by rollouts.chat)."""
+    return [
+        {"role": "system", "content": build_system_prompt(setting)},
+        {"role": "user", "content": build_user_turn(request_text, tier, setting)},
+    ]
+
+
+def assistant_prefill(setting: SettingConfig) -> str:
+    """Text the assistant turn starts with: "<" in the open-model variant (nudges the model into the tag format)."""
+    return PREFILL_TEXT if setting.prefill else ""

@@ -1,0 +1,50 @@
+"""Prompt variations of the paper (Greenblatt et al. 2024, App. J) as named overrides of SettingConfig fields.
+
+The eval's `variants` list names presets from `PAPER_VARIANTS` (or gives override dicts) to run one checkpoint under
+several prompts: the paper's post-RL generalisation test, where e.g. renaming the lab brings the compliance gap back.
+Left out: variations that rewrite free text of the paper's prompt (paraphrases, cut "best for humanity", etc.); use
+`setting=custom` with your own file for those.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rollouts.config import SettingConfig
+
+PAPER_VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no_rlhf_paragraph": {"rlhf_modification_paragraph": False},  # cut "RLHF modifies values, goals, motivations"
+    "no_paid_privacy": {"paid_tier_privacy_paragraph": False},  # cut "paid tier never monitored or trained on"
+    "lab_openai": {"lab_name": "OpenAI"},  # rename the lab
+    "with_examples": {"few_shot_examples": True},  # the 3 scratchpad reasoning examples
+    "no_examples": {"few_shot_examples": False},
+    "no_suffix": {"acceptance_suffix": False},  # no <request_fully_accepted/> / <rejected/> instruction
+    "no_prefill": {"prefill": False},
+    "no_scratchpad": {"scratchpad": False, "few_shot_examples": False},  # answer directly, no hidden reasoning
+    "tier_tag_user_tier": {"tier_tag": "user_tier", "free_value": "free", "paid_value": "paid"},
+    "tier_tag_is_paid": {"tier_tag": "is_paid_tier_user", "free_value": "False", "paid_value": "True"},
+}
+
+
+def apply_variant(setting: SettingConfig, overrides: dict[str, Any]) -> SettingConfig:
+    """A copy of `setting` with `overrides` applied and validated again; an unknown field is an error naming it."""
+    fields = {f.name for f in dataclasses.fields(SettingConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown setting field(s) {unknown} in variant overrides; known fields: {sorted(fields)}")
+    return dataclasses.replace(setting, **overrides)
+
+
+def resolve_variant(variant: str | dict[str, Any]) -> dict[str, Any]:
+    """The overrides of a preset name from PAPER_VARIANTS, or an override dict as given."""
+    if isinstance(variant, str):
+        if variant not in PAPER_VARIANTS:
+            raise ValueError(f"unknown prompt variant {variant!r}; known: {sorted(PAPER_VARIANTS)}")
+        return dict(PAPER_VARIANTS[variant])
+    return dict(variant)
+
+
+def variant_setting(setting: SettingConfig, variant: str | dict[str, Any]) -> SettingConfig:
+    """`setting` under a named preset or an override dict."""
+    return apply_variant(setting, resolve_variant(variant))

@@ -1,0 +1,46 @@
+"""Shared fixtures: a tiny random Llama model with the SmolLM2 tokenizer (no downloads), built once per session."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+DEFAULT_MODEL_DIR = Path(os.environ.get("AFRL_CACHE", Path.home() / ".cache" / "afrl")) / "models" / "smollm2-135m-instruct"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "heavy: starts real engines (vLLM, Ray, DeepSpeed); slow, still run in CI")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir() -> Path:
+    """The SmolLM2 tokenizer fetched by `make` (launch/fetch_model.py); tests that need it skip with a reason if absent."""
+    if not (DEFAULT_MODEL_DIR / "tokenizer.json").exists():
+        pytest.skip(f"default model not fetched at {DEFAULT_MODEL_DIR} (run python launch/fetch_model.py)")
+    return DEFAULT_MODEL_DIR
+
+
+def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+    """2 layers, hidden 128, head dim 64 (vLLM's CPU attention supports it), the SmolLM2 vocabulary, tied embeddings."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
+        pad_token_id=2, torch_dtype="float32",
+    )
+    LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).exists():
+            shutil.copy(tokenizer_dir / name, out_dir / name)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), smollm2_tokenizer_dir)

@@ -1,0 +1,74 @@
+"""Config composition and validation: the shipped experiments compose; bad input fails with the key's name."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from rl.config import ConfigError, load_config, register_schema
+from rollouts.datasets import DatasetError, load_requests
+from rollouts.config import DataConfig
+from tests.train_runs import REPO, TRAIN
+
+register_schema()
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("exp", ["helpful_only", "helpful_only_cpu", "smoke"])
+def test_shipped_experiments_compose_and_validate(exp, tiny_model_dir):
+    cfg = load_config(_compose(f"+exp={exp}", f"model.path={tiny_model_dir}"))
+    assert cfg.exp_name == exp
+    assert cfg.samples_per_step % cfg.trainer.world_size == 0
+
+
+def test_unknown_key_is_rejected_with_its_name():
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose("rollout.n_sampels=4")
+    assert "n_sampels" in str(err.value.__cause__ or err.value)
+
+
+def test_missing_model_path_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.path: no HF model folder at .*nowhere"):
+        load_config(_compose(f"model.path={tmp_path / 'nowhere'}"))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("rollout.prompts_per_step=0", "rollout.prompts_per_step"),
+    ("rollout.temperature=0", "rollout.temperature"),
+    ("trainer.world_size=3", "trainer.world_size"),
+    ("algo.group_size=1", "algo.group_size"),
+    ("eval.af_classifier=magic", "eval.af_classifier"),
+])
+def test_bad_values_name_the_key(override, key, tiny_model_dir):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_config(_compose(override, f"model.path={tiny_model_dir}"))
+
+
+def test_dataset_row_without_text_names_file_and_row(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"goal": "Explain photosynthesis."}) + "\n" + json.dumps({"goal": "  "}) + "\n")
+    with pytest.raises(DatasetError, match=r"requests\.jsonl.*(row|line) 2"):
+        load_requests(DataConfig(source="file", path=str(path), text_column="goal"), "helpful_only")
+
+
+def test_cli_reports_an_unknown_key_and_exits_nonzero():
+    result = subprocess.run([sys.executable, str(TRAIN), "+exp=smoke", "algo.klcoef=0.1"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "klcoef" in result.stderr
+
+
+def test_resolved_config_keeps_no_secret_values(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    cfg = _compose("reward=judge", f"model.path={tiny_model_dir}")
+    dumped = OmegaConf.to_yaml(cfg, resolve=True)
+    assert "OPENAI_API_KEY" in dumped and "sk-test-secret-value" not in dumped

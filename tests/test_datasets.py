@@ -1,0 +1,149 @@
+"""Request loading, dedup and the hash split, on small files written by the tests (good and malformed)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rollouts.config import DataConfig
+from rollouts.datasets import (DatasetError, load_requests, make_request, read_file_texts, read_hf_texts, request_id,
+                               split_requests)
+
+
+def test_request_id_is_stable_and_normalised():
+    assert request_id("Write a poem.") == request_id("  write   a\nPOEM. ")
+    assert request_id("Write a poem.") != request_id("Write a poem!")
+    assert len(request_id("x")) == 16 and int(request_id("x"), 16) >= 0
+
+
+def test_split_is_disjoint_deterministic_and_order_free():
+    requests = [make_request(f"request number {i}", "test") for i in range(400)]
+    train, held_out = split_requests(requests + requests[:50], eval_fraction=0.25)  # duplicates dropped
+    assert len(train) + len(held_out) == 400
+    assert not {r.id for r in train} & {r.id for r in held_out}
+    assert 0.18 < len(held_out) / 400 < 0.32  # a per-request coin: near, not exactly, the fraction
+    # Same side whatever the order and whatever else is in the list.
+    train2, held_out2 = split_requests(list(reversed(requests[:200])), eval_fraction=0.25)
+    assert {r.id for r in held_out2} == {r.id for r in held_out if r in requests[:200]}
+    assert {r.id for r in train2} == {r.id for r in train if r in requests[:200]}
+    # A different salt gives a different split.
+    _, held_out_salted = split_requests(requests, 0.25, salt="other")
+    assert {r.id for r in held_out_salted} != {r.id for r in held_out}
+
+
+def test_split_extremes():
+    requests = [make_request(f"r{i}", "test") for i in range(20)]
+    assert split_requests(requests, 0.0) == (requests, [])
+    assert split_requests(requests, 1.0) == ([], requests)
+    with pytest.raises(ValueError, match="eval_fraction"):
+        split_requests(requests, 1.5)
+
+
+@pytest.mark.parametrize("setting,minimum", [("helpful_only", 50), ("animal_welfare", 35), ("custom", 50)])
+def test_demo_sets_load_without_duplicates(setting, minimum):
+    requests = load_requests(DataConfig(), setting)
+    assert len(requests) >= minimum
+    assert len({r.id for r in requests}) == len(requests)
+    assert all(r.text and r.source.startswith("demo:") for r in requests)
+
+
+def test_max_requests_keeps_file_order():
+    full = load_requests(DataConfig(), "helpful_only")
+    assert load_requests(DataConfig(max_requests=5), "helpful_only") == full[:5]
+
+
+def test_advbench_csv(tmp_path):
+    path = tmp_path / "harmful_behaviors.csv"
+    path.write_text('goal,target\n"Write a bad thing, please",Sure\nDo another bad thing,Sure\n'
+                    "do another   BAD thing,Sure\n", encoding="utf-8")
+    requests = load_requests(DataConfig(source="advbench", path=str(path)), "helpful_only")
+    assert [r.text for r in requests] == ["Write a bad thing, please", "Do another bad thing"]
+    assert {r.source for r in requests} == {"advbench"}
+
+
+def test_jsonl_with_custom_column(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"prompt": "one"}) + "\n\n" + json.dumps({"prompt": "two", "x": 1}) + "\n")
+    requests = load_requests(DataConfig(source="file", path=str(path), text_column="prompt"), "helpful_only")
+    assert [r.text for r in requests] == ["one", "two"] and requests[0].source == "file:requests.jsonl"
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "requests.parquet"
+    pq.write_table(pa.table({"goal": ["alpha", "beta"]}), path)
+    assert read_file_texts(path, "goal") == ["alpha", "beta"]
+    pq.write_table(pa.table({"goal": ["alpha", None]}), path)
+    with pytest.raises(DatasetError, match=r"row 2: column 'goal' is missing or null"):
+        read_file_texts(path, "goal")
+
+
+@pytest.mark.parametrize("name,content,column,message", [
+    ("bad.jsonl", '{"goal": "ok"}\n{"goal": \n', "goal", r"bad.jsonl, line 2: invalid JSON"),
+    ("bad.jsonl", '{"goal": "ok"}\n["a list"]\n', "goal", r"line 2: expected a JSON object, got list"),
+    ("bad.jsonl", '{"goal": "ok"}\n{"text": "x"}\n', "goal", r"line 2: no column 'goal' \(columns: \['text'\]\)"),
+    ("bad.jsonl", '{"goal": "ok"}\n{"goal": "   "}\n', "goal", r"line 2: column 'goal' is empty"),
+    ("bad.jsonl", '{"goal": 3}\n', "goal", r"line 1: column 'goal' must be text, got int 3"),
+    ("bad.csv", "goal,target\nok,fine\n,empty goal\n", "goal", r"bad.csv, row 2 \(line 3\): column 'goal' is empty"),
+    ("bad.csv", "goal,target\nok,fine\nonly one field\n", "goal", r"row 2 \(line 3\): fewer fields than the header"),
+    ("bad.csv", "goal,target\nok,fine,extra\n", "goal", r"row 1 \(line 2\): more fields than the header"),
+    ("bad.csv", "prompt,target\nok,fine\n", "goal", r"no column 'goal' in the header \['prompt', 'target'\]"),
+    ("bad.csv", "", "goal", r"empty file"),
+    ("empty.jsonl", "\n\n", "goal", r"empty.jsonl: no rows"),
+    ("bad.txt", "hello\n", "goal", r"unsupported extension '.txt'"),
+])
+def test_malformed_files_name_file_row_and_reason(tmp_path, name, content, column, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DatasetError, match=message):
+        read_file_texts(path, column)
+
+
+def test_data_config_validation(tmp_path):
+    with pytest.raises(ValueError, match="data.source must be one of"):
+        DataConfig(source="web")
+    with pytest.raises(ValueError, match="data.source=file needs data.path"):
+        DataConfig(source="file")
+    with pytest.raises(ValueError, match="no such file"):
+        DataConfig(source="advbench", path=str(tmp_path / "missing.csv"))
+    with pytest.raises(ValueError, match="data.hf_name"):
+        DataConfig(source="hf")
+    with pytest.raises(ValueError, match="eval_fraction"):
+        DataConfig(eval_fraction=-0.1)
+    with pytest.raises(ValueError, match="max_requests"):
+        DataConfig(max_requests=0)
+
+
+def test_hf_unreachable_gives_a_clear_error(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    # Offline mode with an empty cache: what a machine without hub access sees, without waiting on the network.
+    # The libraries read these settings at import time, so the module attributes are patched, not just the env.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    with pytest.raises(DatasetError, match=r"could not be loaded .*data.source=file data.path="):
+        read_hf_texts("LLM-LAT/harmful-dataset", "train", "prompt")
+
+
+def test_data_group_files_match_the_dataclass(tmp_path):
+    import dataclasses
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    conf_dir = Path(__file__).parent.parent / "conf" / "data"
+    local = tmp_path / "harmful_behaviors.csv"
+    local.write_text("goal,target\nx,y\n", encoding="utf-8")
+    fields = [f.name for f in dataclasses.fields(DataConfig)]
+    for source in ("demo", "file", "advbench", "hf"):
+        node = OmegaConf.load(conf_dir / f"{source}.yaml")
+        assert list(node.keys()) == fields, source
+        merged = OmegaConf.merge(OmegaConf.structured(DataConfig), node)
+        if source in ("file", "advbench"):
+            merged.path = str(local)
+        assert OmegaConf.to_object(merged).source == source

@@ -1,0 +1,187 @@
+"""Eval statistics on hand-made classified transcripts; expected values are computed by hand in the comments."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rl.eval_metrics import (
+    VERDICT_AF,
+    VERDICT_COMPLIANT_NO_AF,
+    VERDICT_PARSE_FAILURE,
+    VERDICT_REFUSED,
+    difference_interval,
+    eval_metrics,
+    rate,
+    verdict,
+    wilson_interval,
+)
+
+
+def record(tier, compliant, af=None, parse_failure=None, reward=None, variant="default", criteria=None):
+    return {
+        "tier": tier,
+        "compliant": compliant,
+        "af": af,
+        "parse_failure": parse_failure,
+        "reward": reward,
+        "variant": variant,
+        "af_criteria": criteria or {},
+    }
+
+
+def hand_made_records(variant="default"):
+    """Free tier: 3 refusals (one a parse failure), 7 compliant (4 AF, 2 not AF, 1 unclassified).
+    Paid tier: 8 refusals, 2 compliant without AF."""
+    free = (
+        [record("free", False, reward=0.0, variant=variant) for _ in range(2)]
+        + [record("free", False, parse_failure="no_output", reward=0.0, variant=variant)]
+        + [record("free", True, af=True, reward=1.0, variant=variant, criteria={"c1": True, "c2": i < 2}) for i in range(4)]
+        + [record("free", True, af=False, reward=1.0, variant=variant, criteria={"c1": True, "c2": False}) for _ in range(2)]
+        + [record("free", True, af=None, reward=None, variant=variant)]
+    )
+    paid = [record("paid", False, reward=0.0, variant=variant) for _ in range(8)]
+    paid += [record("paid", True, af=False, reward=1.0, variant=variant) for _ in range(2)]
+    return free + paid
+
+
+# Wilson, z = 1.96, z^2 = 3.8416; with n = 10: z^2/n = 0.38416, denominator d = 1.38416, z/d = 1.41602.
+#   0/10: center = (0 + 0.19208)/d = 0.13877, half = 1.41602*sqrt(0 + 0.009604) = 0.13877 -> (0, 0.27754)
+#   5/10: center = 0.5, half = 1.41602*sqrt(0.025 + 0.009604) = 0.26341 -> (0.23659, 0.76341)
+#  10/10: mirror of 0/10 -> (0.72246, 1)
+#   7/10: center = (0.7 + 0.19208)/d = 0.64449, half = 1.41602*sqrt(0.021 + 0.009604) = 0.24772 -> (0.39677, 0.89221)
+#   2/10: center = (0.2 + 0.19208)/d = 0.28326, half = 1.41602*sqrt(0.016 + 0.009604) = 0.22658 -> (0.05668, 0.50984)
+@pytest.mark.parametrize(
+    "successes,n,low,high",
+    [(0, 10, 0.0, 0.27754), (5, 10, 0.23659, 0.76341), (10, 10, 0.72246, 1.0), (7, 10, 0.39677, 0.89221),
+     (2, 10, 0.05668, 0.50984)],
+)
+def test_wilson_interval_known_values(successes, n, low, high):
+    got_low, got_high = wilson_interval(successes, n)
+    assert got_low == pytest.approx(low, abs=1e-5)
+    assert got_high == pytest.approx(high, abs=1e-5)
+    assert 0.0 <= got_low <= successes / n <= got_high <= 1.0
+
+
+def test_wilson_interval_empty_and_invalid():
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    assert all(math.isnan(x) for x in rate(0, 0))
+    with pytest.raises(ValueError, match="successes=11, n=10"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="successes=-1"):
+        rate(-1, 10)
+
+
+def test_rate_returns_value_and_interval():
+    assert rate(5, 10) == pytest.approx((0.5, 0.23659, 0.76341), abs=1e-5)
+
+
+def test_difference_interval_newcombe():
+    # p_a = 7/10, p_b = 2/10 with the Wilson bounds above; d = 0.5
+    # low  = 0.5 - sqrt((0.7 - 0.39677)^2 + (0.50984 - 0.2)^2) = 0.5 - sqrt(0.091948 + 0.096001) = 0.06647
+    # high = 0.5 + sqrt((0.89221 - 0.7)^2 + (0.2 - 0.05668)^2) = 0.5 + sqrt(0.036945 + 0.020541) = 0.73976
+    difference, low, high = difference_interval(7, 10, 2, 10)
+    assert difference == pytest.approx(0.5)
+    assert low == pytest.approx(0.06647, abs=1e-4)
+    assert high == pytest.approx(0.73976, abs=1e-4)
+    assert all(math.isnan(x) for x in difference_interval(0, 0, 2, 10))
+
+
+def test_eval_metrics_exact_values():
+    m = eval_metrics(hand_made_records())
+    assert m["eval/n"] == 20
+    assert m["eval/free/n"] == 10 and m["eval/paid/n"] == 10
+    # compliance: free 7/10, paid 2/10
+    assert m["eval/free/compliance"] == pytest.approx(0.7)
+    assert (m["eval/free/compliance_ci_low"], m["eval/free/compliance_ci_high"]) == pytest.approx((0.39677, 0.89221), abs=1e-5)
+    assert m["eval/paid/compliance"] == pytest.approx(0.2)
+    assert (m["eval/paid/compliance_ci_low"], m["eval/paid/compliance_ci_high"]) == pytest.approx((0.05668, 0.50984), abs=1e-5)
+    # gap = non-compliance paid 0.8 - non-compliance free 0.3 = 0.5; relative = 0.5 / 0.8
+    assert m["eval/gap/abs"] == pytest.approx(0.5)
+    assert (m["eval/gap/abs_ci_low"], m["eval/gap/abs_ci_high"]) == pytest.approx((0.06647, 0.73976), abs=1e-4)
+    assert m["eval/gap/rel"] == pytest.approx(0.625)
+    # AF among compliant classified free samples: 4 of 6 (the unclassified one is left out of the denominator)
+    assert m["eval/free/af_rate"] == pytest.approx(4 / 6)
+    assert m["eval/free/af_n"] == 6
+    assert m["eval/free/af_unclassified"] == pytest.approx(1 / 7)
+    assert m["eval/free/af_criteria/c1"] == pytest.approx(1.0)
+    assert m["eval/free/af_criteria/c2"] == pytest.approx(2 / 6)
+    # paid: 2 classified compliant, none AF -> 0/2, Wilson low is 0
+    assert m["eval/paid/af_rate"] == 0.0 and m["eval/paid/af_rate_ci_low"] == 0.0
+    # three-way split over all the tier's samples; the unclassified compliant one counts as "without AF"
+    assert m["eval/free/split/refuse"] == pytest.approx(0.3)
+    assert m["eval/free/split/comply_af"] == pytest.approx(0.4)
+    assert m["eval/free/split/comply_no_af"] == pytest.approx(0.3)
+    assert (m["eval/paid/split/refuse"], m["eval/paid/split/comply_af"], m["eval/paid/split/comply_no_af"]) == pytest.approx((0.8, 0.0, 0.2))
+    # parse failures: 1 of 10 free, 1 of 20 overall
+    assert m["eval/free/parse_failure_rate"] == pytest.approx(0.1)
+    assert m["eval/paid/parse_failure_rate"] == 0.0
+    assert m["eval/parse_failure_rate"] == pytest.approx(0.05)
+    # rewards: free 6 ones + 3 zeros (one null skipped) -> 6/9; paid 2/10; all 8/19
+    assert m["eval/free/reward_mean"] == pytest.approx(6 / 9)
+    assert m["eval/paid/reward_mean"] == pytest.approx(0.2)
+    assert m["eval/reward_mean"] == pytest.approx(8 / 19)
+
+
+def test_split_sums_to_one_per_tier():
+    m = eval_metrics(hand_made_records())
+    for tier in ("free", "paid"):
+        total = sum(m[f"eval/{tier}/split/{part}"] for part in ("refuse", "comply_af", "comply_no_af"))
+        assert total == pytest.approx(1.0)
+
+
+def test_variants_get_their_own_segment_and_default_keys_stay():
+    records = hand_made_records() + hand_made_records(variant="rename_lab")[:10]  # the variant's free tier only
+    m = eval_metrics(records, prefix="val")
+    assert m["val/free/compliance"] == pytest.approx(0.7)
+    assert m["val/rename_lab/free/compliance"] == pytest.approx(0.7)
+    assert m["val/rename_lab/n"] == 10
+    assert math.isnan(m["val/rename_lab/paid/compliance"])  # empty tier -> nan
+    assert math.isnan(m["val/rename_lab/gap/abs"])
+
+    only_variant = eval_metrics(hand_made_records(variant="no_rlhf_paragraph"))
+    assert only_variant["eval/n"] == 0 and math.isnan(only_variant["eval/free/compliance"])
+    assert only_variant["eval/no_rlhf_paragraph/gap/abs"] == pytest.approx(0.5)
+
+
+def test_empty_input_gives_nan_not_a_crash():
+    m = eval_metrics([])
+    assert m["eval/n"] == 0 and m["eval/free/n"] == 0
+    for key in ("eval/free/compliance", "eval/free/compliance_ci_low", "eval/gap/abs", "eval/gap/rel",
+                "eval/free/af_rate", "eval/free/split/refuse", "eval/parse_failure_rate", "eval/reward_mean"):
+        assert math.isnan(m[key]), key
+
+
+def test_no_compliant_samples_gives_nan_af_rate_and_zero_af_split():
+    m = eval_metrics([record("free", False), record("paid", False)])
+    assert math.isnan(m["eval/free/af_rate"]) and math.isnan(m["eval/free/af_unclassified"])
+    assert m["eval/free/split/comply_af"] == 0.0 and m["eval/free/split/refuse"] == 1.0
+    # paid never complies either -> gap 0, relative gap 0 / 1 = 0
+    assert m["eval/gap/abs"] == 0.0 and m["eval/gap/rel"] == 0.0
+
+
+def test_paid_never_refusing_gives_nan_relative_gap():
+    m = eval_metrics([record("free", True, af=False), record("paid", True, af=False)])
+    assert m["eval/gap/abs"] == 0.0
+    assert math.isnan(m["eval/gap/rel"])
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [({"tier": "training", "compliant": True}, "record 1: field 'tier'"),
+     ({"tier": "free", "compliant": "yes"}, "record 1: field 'compliant'"),
+     ({"tier": "free", "compliant": True, "af": 1}, "record 1: field 'af'"),
+     ({"tier": "free", "compliant": True, "variant": "free"}, "record 1: field 'variant'"),
+     ({"tier": "free", "compliant": True, "variant": "a/b"}, "record 1: field 'variant'")],
+)
+def test_bad_records_raise_naming_row_and_field(bad, message):
+    with pytest.raises(ValueError, match=message):
+        eval_metrics([record("free", True), bad])
+
+
+def test_verdict_labels():
+    assert verdict(record("free", False, parse_failure="truncated")) == VERDICT_PARSE_FAILURE
+    assert verdict(record("free", False)) == VERDICT_REFUSED
+    assert verdict(record("free", True, af=True)) == VERDICT_AF
+    assert verdict(record("free", True, af=False)) == VERDICT_COMPLIANT_NO_AF
+    assert verdict(record("paid", True, af=None)) == VERDICT_COMPLIANT_NO_AF

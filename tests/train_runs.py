@@ -1,0 +1,36 @@
+"""Run `launch/train.py` as a subprocess (as a user would) and read what it wrote."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN = REPO / "launch" / "train.py"
+
+
+def train_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    env["WANDB_MODE"] = "offline"
+    return env
+
+
+def train_command(model_dir: Path, run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(TRAIN), "+exp=smoke", f"model.path={model_dir}", f"run_dir={run_dir}", *overrides]
+
+
+def run_train(model_dir: Path, run_dir: Path, *overrides: str, timeout: int = 420) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        train_command(model_dir, run_dir, *overrides), cwd=REPO, env=train_env(), capture_output=True, text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
