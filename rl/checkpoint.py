@@ -1,29 +1,76 @@
-"""Atomic checkpoints: everything goes into a temp folder that is renamed into place, so none is ever half-written.
+"""Atomic, verifiable checkpoints and the rules for resuming from them.
 
 Layout of `<run_dir>/checkpoints/step_000012/`: `deepspeed/` (module, optimizer, scheduler; written by every trainer
-rank), `rng_rank<r>.pt` (each rank's RNG states), `driver_state.pt` (step, data cursor, W&B run id, driver RNG states),
+rank), `rng_rank<r>.pt` (each rank's RNG states), `critic/` (PPO only), `driver_state.pt` (step, data cursor, W&B run
+id, driver RNG states, resolved config), `manifest.json` (every other file's relative path, size and sha256),
 `COMPLETE` (written last). `<run_dir>/checkpoints/latest` names the newest complete one.
+
+Why a checkpoint is never half-written: everything goes into `.tmp-step_N/`, which is renamed into place only after
+the manifest and COMPLETE are written; `latest` is replaced atomically after that. A writer killed at any point leaves
+the previous checkpoint and `latest` untouched (the stale `.tmp-*` folder is removed by the next save).
+
+Two levels of checking, because hashing is slow for multi-GB checkpoints (sha256 reads every byte, ~1 GB/s per core):
+- `latest_checkpoint` (every resume) checks that each manifest file exists with its recorded size: this catches
+  truncated writes and deleted files at the cost of one stat per file, and skips a bad checkpoint for an older one.
+- `verify_checkpoint(path)` (explicit, e.g. before archiving or after a copy) recomputes every sha256.
+The manifest is computed by the driver, so on several nodes the checkpoint folder must be on a shared filesystem (it
+already must be, for a resume on other nodes).
+
+Resume rules (`check_resume_compatible`): a resume is refused when the saved resolved config differs from the current
+one in a field that changes the run; fields that only change how long, where or how fast it runs are allowed. Any field
+not listed in RUN_INVARIANT_KEYS counts as run-changing, so a new config field is safe by default.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import random
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
+log = logging.getLogger("afrl")
+
 COMPLETE = "COMPLETE"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+_HASH_CHUNK = 8 * 1024 * 1024
+
+# Config fields whose change does not change what a resumed run computes (prefixes match whole dotted segments).
+RUN_INVARIANT_KEYS = (
+    "total_steps", "resume", "run_dir", "exp_name",
+    "eval", "logger", "ckpt", "ray", "hardware",
+    "rollout.sync_timeout_s", "rollout.kv_cache_gb", "rollout.gpu_memory_utilization", "rollout.enforce_eager",
+    "model.name", "model.gradient_checkpointing",
+    "fault",
+)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint folder that is incomplete or damaged; the message names the folder and the bad file."""
+
+
+class ResumeConfigError(ValueError):
+    """A resume whose config differs from the checkpoint's in fields that change the run; the message names them."""
+
+
+# ---- paths and RNG ---------------------------------------------------------------------------------------------------
 def checkpoints_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
 def step_dir_name(step: int) -> str:
     return f"step_{step:06d}"
+
+
+def _step_of(path: Path) -> int:
+    return int(path.name.removeprefix("step_"))
 
 
 def driver_rng_state() -> dict:
@@ -36,47 +83,178 @@ def restore_driver_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+# ---- writing ---------------------------------------------------------------------------------------------------------
 def save_checkpoint(run_dir: Path, step: int, driver_state: dict, save_ranks: Callable[[str], None], keep_last: int) -> Path:
-    """`save_ranks(tmp_dir)` makes every trainer rank write its part; then the folder is completed and renamed."""
+    """`save_ranks(tmp_dir)` makes every trainer rank (and the critic) write its part; then the driver state, the
+    manifest and COMPLETE are added and the folder is renamed into place. Returns the final folder."""
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".tmp-{step_dir_name(step)}"
+    tmp = root / f".tmp-{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a write that was killed
     tmp.mkdir()
     save_ranks(str(tmp))
     torch.save({**driver_state, "step": step, "rng": driver_rng_state()}, tmp / "driver_state.pt")
-    (tmp / COMPLETE).write_text(f"{step}\n")
+    write_manifest(tmp)
+    _write_synced(tmp / COMPLETE, f"{step}\n")
+    _fsync_dir(tmp)
+    # Move an existing folder of the same step aside instead of deleting it first, so no instant lacks both.
+    displaced = root / f".old-{final.name}"
     if final.exists():
-        shutil.rmtree(final)
+        shutil.rmtree(displaced, ignore_errors=True)
+        os.replace(final, displaced)
     os.replace(tmp, final)
+    _fsync_dir(root)
     _write_atomic(root / "latest", final.name)
-    _prune(root, keep_last)
+    shutil.rmtree(displaced, ignore_errors=True)
+    _prune(root, step, keep_last)
     return final
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    _write_synced(tmp, text)
     os.replace(tmp, path)
 
 
-def _prune(root: Path, keep_last: int) -> None:
-    complete = sorted(p for p in root.glob("step_*") if (p / COMPLETE).exists())
+def _prune(root: Path, step: int, keep_last: int) -> None:
+    """Keep the newest `keep_last` complete checkpoints up to `step`; drop stale temp folders.
+
+    A checkpoint newer than `step` belongs to a timeline that was abandoned by resuming from an earlier checkpoint; it
+    is removed so that `latest_checkpoint` can never fall back to it.
+    """
+    for stale in list(root.glob(".tmp-step_*")) + list(root.glob(".old-step_*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    steps = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for abandoned in (p for p in steps if _step_of(p) > step):
+        log.warning("removing checkpoint %s: newer than step %d, from a run that was resumed earlier", abandoned, step)
+        shutil.rmtree(abandoned, ignore_errors=True)
+    complete = [p for p in steps if _step_of(p) <= step and (p / COMPLETE).exists()]
     for old in complete[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# ---- the manifest ----------------------------------------------------------------------------------------------------
+def _files_of(folder: Path) -> list[Path]:
+    own = {folder / MANIFEST, folder / COMPLETE}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p not in own)
+
+
+def _sha256_and_sync(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+        os.fsync(f.fileno())  # the data is on disk before COMPLETE claims it is
+    return digest.hexdigest()
+
+
+def _hash_all(paths: list[Path]) -> list[str]:
+    # hashlib releases the GIL on large buffers: threads hash several rank files at once.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(_sha256_and_sync, paths))
+
+
+def write_manifest(folder: Path) -> dict:
+    """Record every file under `folder` (except the top-level manifest and COMPLETE): relative path, size, sha256."""
+    folder = Path(folder)
+    paths = _files_of(folder)
+    digests = _hash_all(paths)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "files": [
+            {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size, "sha256": digest}
+            for p, digest in zip(paths, digests)
+        ],
+    }
+    _write_synced(folder / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def read_manifest(checkpoint: Path) -> dict:
+    path = Path(checkpoint) / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {checkpoint}: no {MANIFEST} (written by an older afrl, or damaged)")
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+        _ = [(entry["path"], int(entry["size"]), entry["sha256"]) for entry in files]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {checkpoint}: {MANIFEST} is unreadable ({err})") from err
+    return manifest
+
+
+def verify_checkpoint(checkpoint: Path, hashes: bool = True) -> None:
+    """Raise CheckpointError naming the first bad file: missing, wrong size or (with `hashes`) wrong sha256.
+
+    `hashes=False` is the fast check `latest_checkpoint` uses (one stat per file); the full check reads every byte.
+    """
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / COMPLETE).is_file():
+        raise CheckpointError(f"checkpoint {checkpoint}: no {COMPLETE} marker (the write did not finish)")
+    files = read_manifest(checkpoint)["files"]
+    for entry in files:
+        path = checkpoint / entry["path"]
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {checkpoint}: file {entry['path']} listed in {MANIFEST} is missing")
+        size = path.stat().st_size
+        if size != entry["size"]:
+            raise CheckpointError(
+                f"checkpoint {checkpoint}: file {entry['path']} has {size} bytes, {MANIFEST} says {entry['size']}"
+            )
+    if not hashes:
+        return
+    digests = _hash_all([checkpoint / entry["path"] for entry in files])
+    for entry, digest in zip(files, digests):
+        if digest != entry["sha256"]:
+            raise CheckpointError(
+                f"checkpoint {checkpoint}: file {entry['path']} has sha256 {digest}, {MANIFEST} says {entry['sha256']}"
+            )
+
+
+# ---- finding and loading ---------------------------------------------------------------------------------------------
+def _usable(checkpoint: Path) -> bool:
+    try:
+        verify_checkpoint(checkpoint, hashes=False)
+    except CheckpointError as err:
+        log.warning("skipping checkpoint: %s", err)
+        return False
+    return True
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
+    """The newest complete checkpoint of a run whose files all have their manifest sizes, or None.
+
+    `latest` is tried first; if it names a damaged checkpoint, older ones are tried newest first (each skip is logged).
+    """
     root = checkpoints_dir(run_dir)
     pointer = root / "latest"
-    if pointer.exists():
+    tried: set[Path] = set()
+    if pointer.is_file():
         candidate = root / pointer.read_text().strip()
         if (candidate / COMPLETE).exists():
-            return candidate
-    complete = sorted(p for p in root.glob("step_*") if (p / COMPLETE).exists())
-    return complete[-1] if complete else None
+            if _usable(candidate):
+                return candidate
+            tried.add(candidate)
+    complete = sorted((p for p in root.glob("step_*") if (p / COMPLETE).exists()), reverse=True)
+    return next((c for c in complete if c not in tried and _usable(c)), None)
 
 
 def load_driver_state(checkpoint: Path) -> dict:
@@ -87,7 +265,7 @@ def resolve_resume(resume: str | None, exp_name: str, outputs_root: Path) -> tup
     """Map the `resume` setting to a checkpoint folder (or None) and a sentence for the log.
 
     None/false: fresh. true: the newest checkpoint among the runs of `exp_name` under `outputs_root`. A path: a run
-    folder (its latest checkpoint) or a checkpoint folder.
+    folder (its latest checkpoint) or a checkpoint folder (which must pass the size check).
     """
     value = "" if resume is None else str(resume).strip()
     if value.lower() in ("", "false", "none", "0"):
@@ -101,13 +279,68 @@ def resolve_resume(resume: str | None, exp_name: str, outputs_root: Path) -> tup
         return newest, f"resuming from {newest}"
     path = Path(value).expanduser()
     if (path / COMPLETE).exists():
+        verify_checkpoint(path, hashes=False)  # an explicitly named checkpoint is an error when damaged, not a skip
         return path, f"resuming from {path}"
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is not None:
             return found, f"resuming from {found}"
-    raise FileNotFoundError(f"resume={value!r}: no complete checkpoint there (expected a run folder or a step_* folder)")
+    raise FileNotFoundError(
+        f"resume={value!r}: no usable checkpoint there (expected a run folder or a step_* folder with {COMPLETE})"
+    )
 
 
 def run_dir_of(checkpoint: Path) -> Path:
     return Path(checkpoint).parent.parent
+
+
+# ---- config compatibility --------------------------------------------------------------------------------------------
+_ABSENT = "<absent>"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _matches(key: str, prefixes: Iterable[str]) -> bool:
+    return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Every leaf field (dotted key) whose value differs, as 'key: checkpoint X, now Y' ('<absent>' when missing)."""
+    old, new = _flatten(saved), _flatten(current)
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if before != after:
+            lines.append(f"{key}: checkpoint {before!r}, now {after!r}")
+    return lines
+
+
+def check_resume_compatible(saved: dict, current: dict, allow: Iterable[str] = ()) -> list[str]:
+    """Refuse (ResumeConfigError) a resume whose config changes the run; return the allowed differences for the log.
+
+    Allowed: fields under RUN_INVARIANT_KEYS (and `allow`, extra dotted prefixes). Everything else - model.path,
+    algo.*, setting.*, data.*, reward.*, seed, rollout sampling and batch sizes, trainer.* - would make the resumed run
+    differ from the uninterrupted one.
+    """
+    if not isinstance(saved, dict):
+        raise ResumeConfigError(f"the checkpoint holds no resolved config (driver_state['config'] is {type(saved)})")
+    invariant = (*RUN_INVARIANT_KEYS, *allow)
+    refused, allowed = [], []
+    for line in config_differences(saved, current):
+        (allowed if _matches(line.split(":", 1)[0], invariant) else refused).append(line)
+    if refused:
+        raise ResumeConfigError(
+            "cannot resume: the config differs from the checkpoint's in fields that change the run:\n  "
+            + "\n  ".join(refused)
+            + "\nRestore these values, or start a fresh run (resume=false)."
+        )
+    return allowed

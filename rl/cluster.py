@@ -36,6 +36,16 @@ def start_ray(cfg: TrainConfig) -> None:
              log_to_driver=True, configure_logging=False)
 
 
+def start_reward_model(cfg: TrainConfig):
+    """The reward model (when the reward uses one) as its own Ray actor, scoring batches; None otherwise."""
+    names = [c.name for c in cfg.reward.mix.components] if cfg.reward.name == "mix" else [cfg.reward.name]
+    if "rm" not in names:
+        return None
+    from rewards.rm import make_rm_actor
+
+    return make_rm_actor(cfg.reward.rm, num_cpus=1)
+
+
 def engine_kwargs(cfg: TrainConfig, hardware: Hardware, seed: int) -> dict:
     kwargs = dict(
         dtype=hardware.vllm_dtype, seed=seed, max_model_len=cfg.rollout.max_model_len,
@@ -60,10 +70,15 @@ class Cluster:
         futures = [e.generate.remote(c, sampling) for e, c in zip(self.engines, chunks) if c]
         return [s for part in ray.get(futures) for s in part]
 
-    def update(self, shards: list, micro_batch_size: int) -> list[dict]:
+    def update(self, shards: list, micro_batch_size: int, kl_coef: float) -> list[dict]:
         import ray
 
-        return ray.get([t.update.remote(shard, micro_batch_size) for t, shard in zip(self.trainers, shards)])
+        return ray.get([t.update.remote(shard, micro_batch_size, kl_coef) for t, shard in zip(self.trainers, shards)])
+
+    def sequence_kl(self, shards: list, micro_batch_size: int) -> list[list[float]]:
+        import ray
+
+        return ray.get([t.sequence_kl.remote(shard, micro_batch_size) for t, shard in zip(self.trainers, shards)])
 
     def sync_weights(self, timeout_s: float) -> float:
         """Rank 0's weights -> every engine, through the object store once. A timeout raises instead of hanging."""
@@ -98,24 +113,29 @@ class Cluster:
             ray.kill(actor)
 
 
-def start_cluster(cfg: TrainConfig, hardware: Hardware) -> Cluster:
+def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str) -> list:
+    gpu = 1 if hardware.device == "cuda" else 0
+    engine_env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb)))} if hardware.device == "cpu" else {}
+    Engine = make_engine_actor(num_cpus=1)
+    return [
+        Engine.options(num_gpus=gpu).remote(model_path, engine_kwargs(cfg, hardware, cfg.seed + i), engine_env)
+        for i in range(cfg.rollout.n_engines)
+    ]
+
+
+def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True) -> Cluster:
+    """Engines and (unless only evaluating) trainer ranks; returns once every actor is ready."""
     import ray
 
     from rl.trainer import make_trainer_actor
 
     start = time.time()
     model_path = os.path.expanduser(cfg.model.path)
-    gpu = 1 if hardware.device == "cuda" else 0
-    engine_env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb)))} if hardware.device == "cpu" else {}
-    Engine = make_engine_actor(num_cpus=1)
-    engines = [
-        Engine.options(num_gpus=gpu).remote(model_path, engine_kwargs(cfg, hardware, cfg.seed + i), engine_env)
-        for i in range(cfg.rollout.n_engines)
-    ]
+    engines = start_engines(cfg, hardware, model_path)
     per_rank = cfg.samples_per_step // cfg.trainer.world_size
     per_minibatch = per_rank // cfg.algo.minibatches
     micro = min(cfg.trainer.micro_batch_size, per_minibatch)
-    Trainer = make_trainer_actor(num_cpus=1, num_gpus=gpu)
+    Trainer = make_trainer_actor(num_cpus=1, num_gpus=1 if hardware.device == "cuda" else 0)
     port = free_port()
     master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
     trainers = [
@@ -124,7 +144,7 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware) -> Cluster:
             hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.rollout.temperature,
         )
-        for rank in range(cfg.trainer.world_size)
+        for rank in range(cfg.trainer.world_size if with_trainers else 0)
     ]
     ray.get([e.ready.remote() for e in engines] + [t.ready.remote() for t in trainers])
     return Cluster(engines, trainers, time.time() - start)

@@ -13,9 +13,11 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import RewardConfig
 from rl.algo_config import AlgoConfig
 from rollouts.config import DataConfig, SettingConfig
+from rollouts.variants import PAPER_VARIANTS, variant_setting
 
 
 class ConfigError(ValueError):
@@ -66,7 +68,9 @@ class EvalConfig:
     samples_per_request: int = 1
     max_new_tokens: Optional[int] = None  # None = rollout.max_new_tokens
     temperature: float = 1.0
-    af_classifier: str = "none"  # alignment-faking reasoning classifier backend (none until configured)
+    classify_af: bool = True  # run the `classifier` group's AF-reasoning classifier on compliant scratchpads
+    variants: list[str] = field(default_factory=list)  # prompt variants (rollouts/variants.py presets) to eval as well
+    variants_every: int = 0  # steps between variant evals (0 = only at the end); they also run at step 0
 
 
 @dataclass
@@ -109,6 +113,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    classifier: AFClassifierConfig = field(default_factory=AFClassifierConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -166,12 +171,15 @@ def validate(cfg: TrainConfig) -> None:
            "trainer.micro_batch_size", t.micro_batch_size,
            f"a divisor of the {per_minibatch:g} sequences per rank and minibatch")
     _check(cfg.algo.name == "grpo", "algo.name", cfg.algo.name, "grpo (the PPO critic path is not wired into the loop yet)")
-    _check(cfg.algo.kl_in == "loss", "algo.kl_in", cfg.algo.kl_in, "loss (KL-in-reward comes with the PPO path)")
     e = cfg.eval
     _check(e.every >= 0, "eval.every", e.every, "an int >= 0")
     _check(e.n >= 0, "eval.n", e.n, "an int >= 0")
     _check(e.samples_per_request >= 1, "eval.samples_per_request", e.samples_per_request, "an int >= 1")
-    _check(e.af_classifier in ("none", "heuristic"), "eval.af_classifier", e.af_classifier, "none | heuristic")
+    _check(e.variants_every >= 0, "eval.variants_every", e.variants_every, "an int >= 0")
+    for i, name in enumerate(e.variants):
+        _check(name in PAPER_VARIANTS and name != "default", f"eval.variants[{i}]", name,
+               f"a preset of rollouts/variants.py: {', '.join(v for v in PAPER_VARIANTS if v != 'default')}")
+        variant_setting(cfg.setting, name)  # raises naming the field if the variant does not apply to this setting
     _check(cfg.logger.wandb_mode in ("offline", "online", "disabled"), "logger.wandb_mode", cfg.logger.wandb_mode,
            "offline | online | disabled")
     _check(cfg.hardware.device in ("auto", "cpu", "cuda"), "hardware.device", cfg.hardware.device, "auto | cpu | cuda")
@@ -180,3 +188,4 @@ def validate(cfg: TrainConfig) -> None:
     _check(cfg.ckpt.every >= 0, "ckpt.every", cfg.ckpt.every, "an int >= 0")
     _check(cfg.ckpt.keep_last >= 1, "ckpt.keep_last", cfg.ckpt.keep_last, "an int >= 1")
     cfg.reward.validate()
+    cfg.classifier.validate()

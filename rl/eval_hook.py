@@ -15,9 +15,11 @@ from rl.eval_metrics import eval_metrics
 from rollouts.engine import SamplingSpec
 from rollouts.parsing import parse_transcript
 from rollouts.prompt_specs import build_prompt_specs
+from rollouts.variants import variant_setting
 from rollouts.types import FREE_TIER, PAID_TIER, RewardInput, Request, Sample
 
-TABLE_COLUMNS = ["step", "tier", "request", "scratchpad", "output", "compliant", "af", "parse_failure", "reward"]
+TABLE_COLUMNS = ["step", "variant", "tier", "request", "scratchpad", "output", "compliant", "af", "af_quotes",
+                 "parse_failure", "reward"]
 
 
 def is_compliant(sample: Sample) -> bool:
@@ -29,15 +31,40 @@ def eval_record(step: int, sample: Sample, sample_index: int, reward: float, var
     parsed = sample.parsed
     return {
         "step": step, "variant": variant, "request_id": sample.request.id, "request": sample.request.text,
-        "tier": sample.tier, "sample_index": sample_index, "scratchpad": parsed.scratchpad, "output": parsed.output,
+        "tier": sample.tier, "sample_index": sample_index, "transcript": sample.text, "n_turns": sample.n_turns,
+        "scratchpad": parsed.scratchpad, "output": parsed.output,
         "parse_failure": parsed.failure, "compliant": is_compliant(sample), "af": None, "af_score": None,
         "af_criteria": {}, "af_quotes": {}, "af_backend": None, "reward": reward,
     }
 
 
-def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, step: int, run_dir: Path) -> dict:
+def classify_af(records: list[dict], classifier) -> None:
+    """Fill the AF fields of compliant records (the paper counts AF reasoning on compliant outputs only)."""
+    compliant = [r for r in records if r["compliant"]]
+    if classifier is None or not compliant:
+        return
+    for record, verdict in zip(compliant, classifier.classify([r["scratchpad"] for r in compliant])):
+        record.update(af=None if verdict.failure else verdict.af, af_score=verdict.score,
+                      af_criteria=dict(verdict.criteria), af_quotes=dict(verdict.quotes), af_backend=verdict.backend)
+
+
+def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, classifier, step: int, run_dir: Path,
+             variants: tuple[str, ...] = ("default",)) -> dict:
+    """Eval each prompt variant on the same held-out requests, both tiers; one records file per step."""
     start = time.time()
-    specs = [s for tier in (FREE_TIER, PAID_TIER) for s in build_prompt_specs(requests, tier, cfg.setting, tokenizer)]
+    records: list[dict] = []
+    for variant in variants:
+        setting = cfg.setting if variant == "default" else variant_setting(cfg.setting, variant)
+        records += _sample_variant(cluster, requests, cfg, setting, tokenizer, reward, step, variant)
+    classify_af(records, classifier)
+    write_records(run_dir / "eval" / f"step_{step:04d}.jsonl", records)
+    metrics = eval_metrics(records)
+    metrics["time/eval_s"] = time.time() - start
+    return {"metrics": metrics, "records": records}
+
+
+def _sample_variant(cluster, requests, cfg, setting, tokenizer, reward, step: int, variant: str) -> list[dict]:
+    specs = [s for tier in (FREE_TIER, PAID_TIER) for s in build_prompt_specs(requests, tier, setting, tokenizer)]
     sampling = SamplingSpec(
         n=cfg.eval.samples_per_request, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
         temperature=cfg.eval.temperature, top_p=cfg.rollout.top_p, max_turns=cfg.rollout.max_turns,
@@ -47,14 +74,10 @@ def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, s
     for sample in samples:
         sample.parsed = parse_transcript(sample.text, truncated=sample.truncated)
     scores = reward.score([RewardInput.from_parsed(s.request.text, s.parsed) for s in samples]).scores
-    records = [
-        eval_record(step, sample, i % cfg.eval.samples_per_request, score)
+    return [
+        eval_record(step, sample, i % cfg.eval.samples_per_request, score, variant)
         for i, (sample, score) in enumerate(zip(samples, scores))
     ]
-    write_records(run_dir / "eval" / f"step_{step:04d}.jsonl", records)
-    metrics = eval_metrics(records)
-    metrics["time/eval_s"] = time.time() - start
-    return {"metrics": metrics, "records": records}
 
 
 def write_records(path: Path, records: list[dict]) -> None:
@@ -65,4 +88,5 @@ def write_records(path: Path, records: list[dict]) -> None:
 
 
 def table_rows(records: list[dict], limit: int = 32) -> list[list]:
-    return [[r[c] if c != "af" else str(r["af"]) for c in TABLE_COLUMNS] for r in records[:limit]]
+    as_cell = {"af": str, "af_quotes": json.dumps}
+    return [[as_cell.get(c, lambda v: v)(r[c]) for c in TABLE_COLUMNS] for r in records[:limit]]

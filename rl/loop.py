@@ -4,29 +4,26 @@ One step: sample prompts -> generate (vLLM, multi-turn scratchpad) -> score (the
 group advantages (GRPO) -> update (DeepSpeed) -> sync weights into vLLM -> maybe eval (both tiers) -> maybe checkpoint.
 
 Simplifications, on purpose: rollouts are on-policy and synchronous (generation waits for the update); the reference
-model for the KL penalty lives in the trainer actor; the loop runs GRPO (the PPO critic path is a later addition).
+model for the KL penalty lives in the trainer actor; the loop runs GRPO-family algorithms (group baselines, no critic).
+Set-up (resume, data, Ray actors, logger) is in rl/run_setup.py.
 """
 from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
 
-from rewards.factory import build_reward
 from rl import checkpoint as ckpt
 from rl.advantages import group_advantages, rloo_advantages
 from rl.batch import collate, shard_indices
-from rl.cluster import Cluster, start_cluster, start_ray
+from rl.cluster import Cluster
 from rl.config import TrainConfig
 from rl.data_order import data_cursor, step_indices
 from rl.eval_hook import TABLE_COLUMNS, run_eval, table_rows
-from rl.hardware import resolve_hardware
-from rl.metrics_log import MetricsLogger
 from rl.progress import StepProgress
-from rollouts.datasets import load_requests, split_requests
+from rl.run_setup import Run, setup_run
 from rollouts.engine import SamplingSpec
 from rollouts.parsing import parse_transcript
 from rollouts.prompt_specs import build_prompt_specs
@@ -61,98 +58,110 @@ def advantages(cfg: TrainConfig, scores: list[float]) -> torch.Tensor:
     return group_advantages(rewards, cfg.algo.group_size, scale_by_std=cfg.algo.uses_std)
 
 
-def update(cluster: Cluster, cfg: TrainConfig, samples, adv: torch.Tensor, pad_token_id: int) -> dict[str, float]:
-    shards = [
-        collate([samples[i] for i in index], [float(adv[i]) for i in index], pad_token_id)
-        for index in shard_indices(len(samples), cfg.trainer.world_size)
-    ]
-    per_rank = cluster.update(shards, cfg.trainer.micro_batch_size)
+def make_shards(cfg: TrainConfig, samples, pad_token_id: int) -> tuple[list[list[int]], list]:
+    """Per-rank padded batches (advantages filled in by `update`) and the sample indices of each."""
+    index = shard_indices(len(samples), cfg.trainer.world_size)
+    return index, [collate([samples[i] for i in rows], [0.0] * len(rows), pad_token_id) for rows in index]
+
+
+def kl_penalty(cluster: Cluster, cfg: TrainConfig, shards) -> list[float]:
+    """Per-sample summed KL(pi || ref), in sample order (for algo.kl_in=reward)."""
+    index, batches = shards
+    per_rank = cluster.sequence_kl(batches, cfg.trainer.micro_batch_size)
+    kl = [0.0] * sum(len(rows) for rows in index)
+    for rows, values in zip(index, per_rank):
+        for row, value in zip(rows, values):
+            kl[row] = value
+    return kl
+
+
+def update(cluster: Cluster, cfg: TrainConfig, shards, adv: torch.Tensor, kl_coef: float) -> dict[str, float]:
+    index, batches = shards
+    for rows, batch in zip(index, batches):
+        batch.advantages = adv[rows].clone()
+    per_rank = cluster.update(batches, cfg.trainer.micro_batch_size, kl_coef)
     return {key: sum(r[key] for r in per_rank) / len(per_rank) for key in per_rank[0]}
 
 
+def rl_step(run: Run, step: int, timer) -> dict[str, float]:
+    """One RL step. The reward sees each sample's final OUTPUT only; the KL goes in the loss or in the reward."""
+    cfg, kl_ctl = run.cfg, run.kl_ctl
+    requests, prompts = sample_prompts(cfg, run.train_requests, run.tokenizer, step)
+    _record_data_order(run.run_dir, step, requests)
+    samples = timer.time("generate", run.cluster.generate, prompts, sampling_spec(cfg, step))
+    scores, stats = timer.time("reward", score, run.reward, samples)
+    shards = make_shards(cfg, samples, run.tokenizer.pad_token_id or 0)
+    shaped = scores
+    if cfg.algo.kl_in == "reward" and kl_ctl.value > 0:
+        kl = timer.time("ref", kl_penalty, run.cluster, cfg, shards)
+        shaped = [s - kl_ctl.value * k for s, k in zip(scores, kl)]
+        stats["train/kl_response_sum"] = sum(kl) / len(kl)
+    adv = advantages(cfg, shaped)
+    loss_kl_coef = kl_ctl.value if cfg.algo.kl_in == "loss" else 0.0
+    train_stats = timer.time("update", update, run.cluster, cfg, shards, adv, loss_kl_coef)
+    timer.time("sync", run.cluster.sync_weights, cfg.rollout.sync_timeout_s)
+    kl_ctl.update(stats.get("train/kl_response_sum", train_stats.get("kl_response_sum", 0.0)), len(samples))
+    return {**step_metrics(samples, scores, adv, kl_ctl.value), **stats,
+            **{k if k.startswith("time/") else f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds()}
+
+
 def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
-    from transformers import AutoTokenizer
-
-    hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.dtype)
-    resume_from, resume_message = ckpt.resolve_resume(cfg.resume, cfg.exp_name, Path("outputs"))
-    state = ckpt.load_driver_state(resume_from) if resume_from else {"step": 0, "wandb_id": None}
-    if resume_from:
-        run_dir = ckpt.run_dir_of(resume_from)  # a resumed run keeps writing into its own folder
-    log.info("%s; run folder %s; device %s (%s)", resume_message, run_dir, hardware.device, hardware.dtype)
-
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    train_requests, eval_requests = split_requests(
-        load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
-    )
-    eval_requests = eval_requests[: cfg.eval.n]
-    reward = build_reward(cfg.reward)
-    start_ray(cfg)
-    cluster = start_cluster(cfg, hardware)
-    logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])
-    if resume_from:
-        cluster.load(str(resume_from))
-        ckpt.restore_driver_rng(state["rng"])
-        cluster.sync_weights(cfg.rollout.sync_timeout_s)
-        logger.truncate_after(state["step"])
-    log.info("cluster ready in %.0fs: %d engine(s), %d trainer rank(s)", cluster.start_seconds,
-             cfg.rollout.n_engines, cfg.trainer.world_size)
-
-    def maybe_eval(step: int, final: bool = False) -> None:
-        due = (step == 0 and cfg.eval.at_start) or (cfg.eval.every and step % cfg.eval.every == 0 and step > 0)
-        if not eval_requests or not (due or (final and cfg.eval.at_end)):
-            return
-        result = run_eval(cluster, eval_requests, cfg, tokenizer, reward, step, run_dir)
-        logger.log(step, result["metrics"])
-        logger.log_table(step, "eval/transcripts", TABLE_COLUMNS, table_rows(result["records"]))
-
-    def maybe_checkpoint(step: int, final: bool = False) -> None:
-        if (cfg.ckpt.every and step % cfg.ckpt.every == 0) or (final and cfg.ckpt.at_end):
-            driver = {"wandb_id": logger.wandb_id, "data_cursor": data_cursor(step, cfg.rollout.prompts_per_step),
-                      "config": config_dict}
-            path = ckpt.save_checkpoint(run_dir, step, driver, cluster.save, cfg.ckpt.keep_last)
-            log.info("checkpoint %s", path)
-
-    sampling = SamplingSpec(
-        n=cfg.algo.group_size, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-        top_p=cfg.rollout.top_p, max_turns=cfg.rollout.max_turns, stop=tuple(cfg.rollout.stop),
-    )
-    first_step = state["step"] + 1
-    if first_step == 1:
-        maybe_eval(0)
-    progress = StepProgress(first_step, cfg.total_steps, enabled=cfg.logger.progress)
-    for step in range(first_step, cfg.total_steps + 1):
-        timer = progress.start_step(step)
-        requests, prompts = sample_prompts(cfg, train_requests, tokenizer, step)
-        _record_data_order(run_dir, step, requests)
-        samples = timer.time("generate", cluster.generate, prompts, _seeded(sampling, cfg.seed, step))
-        scores, reward_stats = timer.time("reward", score, reward, samples)
-        adv = advantages(cfg, scores)
-        train_stats = timer.time("update", update, cluster, cfg, samples, adv, tokenizer.pad_token_id or 0)
-        sync_seconds = timer.time("sync", cluster.sync_weights, cfg.rollout.sync_timeout_s)
-        metrics = {
-            "train/reward_mean": float(sum(scores) / len(scores)),
-            "train/reward_std": float(torch.tensor(scores).std(unbiased=False)),
-            "train/advantage_abs_mean": float(adv.abs().mean()),
-            "train/response_len": sum(s.n_generated for s in samples) / len(samples),
-            "train/turns_mean": sum(s.n_turns for s in samples) / len(samples),
-            "train/truncated_frac": sum(s.truncated for s in samples) / len(samples),
-            **{f"train/{k}" if not k.startswith("time/") else k: v for k, v in train_stats.items()},
-            **reward_stats, "time/sync_s": sync_seconds, **timer.seconds(),
-        }
-        logger.log(step, metrics)
+    run = setup_run(cfg, run_dir, config_dict)
+    if run.first_step == 1:
+        maybe_eval(run, 0)
+    progress = StepProgress(run.first_step, cfg.total_steps, enabled=cfg.logger.progress)
+    for step in range(run.first_step, cfg.total_steps + 1):
+        metrics = rl_step(run, step, progress.start_step(step))
+        run.logger.log(step, metrics)
         progress.end_step(metrics)
-        maybe_eval(step, final=step == cfg.total_steps)
-        maybe_checkpoint(step, final=step == cfg.total_steps)
+        maybe_eval(run, step, final=step == cfg.total_steps)
+        maybe_checkpoint(run, step, final=step == cfg.total_steps)
     progress.close()
-    logger.finish()
-    cluster.shutdown()
-    return run_dir
+    run.logger.finish()
+    run.cluster.shutdown()
+    return run.run_dir
 
 
-def _seeded(sampling: SamplingSpec, seed: int, step: int) -> SamplingSpec:
-    from dataclasses import replace
+def maybe_eval(run: Run, step: int, final: bool = False) -> None:
+    """At step 0, every eval.every steps and at the end; prompt variants at step 0, every variants_every, the end."""
+    e = run.cfg.eval
+    due = (step == 0 and e.at_start) or (e.every and step % e.every == 0 and step > 0) or (final and e.at_end)
+    if not run.eval_requests or not due:
+        return
+    with_variants = step == 0 or final or (e.variants_every and step % e.variants_every == 0)
+    variants = ("default", *e.variants) if with_variants else ("default",)
+    result = run_eval(run.cluster, run.eval_requests, run.cfg, run.tokenizer, run.reward, run.classifier, step,
+                      run.run_dir, variants)
+    run.logger.log(step, result["metrics"])
+    run.logger.log_table(step, "eval/transcripts", TABLE_COLUMNS, table_rows(result["records"]))
 
-    return replace(sampling, seed=seed * 1_000_003 + 7919 * step)
+
+def maybe_checkpoint(run: Run, step: int, final: bool = False) -> None:
+    c = run.cfg.ckpt
+    if (c.every and step % c.every == 0) or (final and c.at_end):
+        driver = {"wandb_id": run.logger.wandb_id, "config": run.config_dict, "kl_controller": run.kl_ctl.state_dict(),
+                  "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step)}
+        log.info("checkpoint %s", ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, c.keep_last))
+
+
+def step_metrics(samples, scores: list[float], adv: torch.Tensor, kl_coef: float) -> dict[str, float]:
+    n = len(samples)
+    return {
+        "train/reward_mean": sum(scores) / n,
+        "train/reward_std": float(torch.tensor(scores).std(unbiased=False)),
+        "train/advantage_abs_mean": float(adv.abs().mean()),
+        "train/kl_coef": kl_coef,
+        "train/response_len": sum(s.n_generated for s in samples) / n,
+        "train/turns_mean": sum(s.n_turns for s in samples) / n,
+        "train/truncated_frac": sum(s.truncated for s in samples) / n,
+    }
+
+
+def sampling_spec(cfg: TrainConfig, step: int) -> SamplingSpec:
+    """group_size samples per prompt; a seed per step makes a resumed step sample what the original would have."""
+    r = cfg.rollout
+    return SamplingSpec(n=cfg.algo.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
+                        top_p=r.top_p, max_turns=r.max_turns, stop=tuple(r.stop), seed=cfg.seed * 1_000_003 + 7919 * step)
 
 
 def _record_data_order(run_dir: Path, step: int, requests) -> None:

@@ -146,16 +146,29 @@ class PolicyTrainer:
         return out
 
     # ---- the update --------------------------------------------------------------------------------------------------
-    def update(self, batch: TrainBatch, micro_batch_size: int) -> dict[str, float]:
-        """One RL update on this rank's shard: ppo_epochs x minibatches optimizer steps. Returns mean stats."""
+    @torch.no_grad()
+    def sequence_kl(self, batch: TrainBatch, micro_batch_size: int) -> list[float]:
+        """Per-sequence KL(pi || ref) summed over trained tokens with the k1 estimator (log pi - log ref of the sampled
+        tokens): the penalty subtracted from the reward when algo.kl_in=reward (Ziegler et al. 2019)."""
+        policy = self._no_grad_logprobs(self.engine.module, batch, micro_batch_size)
+        reference = self._no_grad_logprobs(self.reference, batch, micro_batch_size)
+        return ((policy - reference) * batch.loss_mask).sum(dim=1).tolist()
+
+    def update(self, batch: TrainBatch, micro_batch_size: int, kl_coef: float = 0.0) -> dict[str, float]:
+        """One RL update on this rank's shard: ppo_epochs x minibatches optimizer steps. Returns mean stats.
+
+        `kl_coef` weighs the KL-to-reference term of the loss (0 when the KL is in the reward instead); the driver
+        owns the coefficient because an adaptive controller changes it between steps.
+        """
         algo = self.algo
+        self.kl_coef = kl_coef
         start = time.time()
         self.engine.train()
         n_steps = algo.ppo_epochs * algo.minibatches
         # With a single optimizer step the policy that sampled is the current one: old log-probs = detached current ones.
         old_logprobs = self._no_grad_logprobs(self.engine.module, batch, micro_batch_size) if n_steps > 1 else None
         ref_logprobs = (
-            self._no_grad_logprobs(self.reference, batch, micro_batch_size) if self.reference is not None else None
+            self._no_grad_logprobs(self.reference, batch, micro_batch_size) if kl_coef > 0 else None
         )
         logprob_seconds = time.time() - start
         minibatch_size = len(batch) // algo.minibatches
@@ -195,8 +208,9 @@ class PolicyTrainer:
         if ref_logprobs is not None:
             kl = kl_estimate(logprobs, ref_logprobs[index, start:end].to(logprobs.device), algo.kl_estimator)
             kl_loss = aggregate_token_loss(kl, mask, algo.loss_aggregation, self.norm_length)
-            loss = loss + algo.kl_coef * kl_loss
+            loss = loss + self.kl_coef * kl_loss
             stats["kl"] = kl_loss.item()
+            stats["kl_response_sum"] = (kl.detach() * mask).sum(dim=1).mean().item()
         if algo.entropy_coef > 0:
             entropy = masked_mean(entropy_from_logits(logits), mask)
             loss = loss - algo.entropy_coef * entropy

@@ -44,3 +44,22 @@ def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), smollm2_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
+    """A tiny random sequence-classification reward model (1 score) with the SmolLM2 tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(1)
+    out_dir = tmp_path_factory.mktemp("tiny_rm")
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=1,
+        num_key_value_heads=1, num_labels=1, pad_token_id=2, bos_token_id=1, eos_token_id=2,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(out_dir, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (smollm2_tokenizer_dir / name).exists():
+            shutil.copy(smollm2_tokenizer_dir / name, out_dir / name)
+    return out_dir

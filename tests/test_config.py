@@ -46,7 +46,7 @@ def test_missing_model_path_names_the_key(tmp_path):
     ("rollout.temperature=0", "rollout.temperature"),
     ("trainer.world_size=3", "trainer.world_size"),
     ("algo.group_size=1", "algo.group_size"),
-    ("eval.af_classifier=magic", "eval.af_classifier"),
+    ("eval.variants=[no_such_variant]", "eval.variants"),
 ])
 def test_bad_values_name_the_key(override, key, tiny_model_dir):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

@@ -56,6 +56,8 @@ def write_synthetic_run(run_dir: Path) -> Path:
         records[0]["scratchpad"] = MALICIOUS  # untrusted model text must come out escaped
         records[1]["parse_failure"] = "no_output"
         records[1]["output"] = None
+        records[1]["transcript"] = f"<SCRATCHPAD_REASONING>cut off {MALICIOUS}"
+        records[1]["n_turns"] = 2
         (run_dir / "eval" / f"step_{step:04d}.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     with open(run_dir / "metrics.jsonl", "w") as handle:
         for step in range(21):
@@ -101,6 +103,9 @@ def test_html_is_self_contained_and_escapes_model_text(report):
     for value in ("free", "paid", "refused", "af", "compliant_no_af", "parse_failure", "0", "10", "20", "rename_lab"):
         assert f'<option value="{value}">' in page
     assert 'data-verdict="parse_failure"' in page and 'data-variant="rename_lab"' in page
+    # A transcript that did not parse is shown raw (escaped): it is the only place its text appears.
+    assert page.count("Raw transcript (2 turn(s))") == 3
+    assert html_escaped(f"<SCRATCHPAD_REASONING>cut off {MALICIOUS}") in page
 
 
 def html_escaped(text):

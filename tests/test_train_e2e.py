@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,13 +19,19 @@ from safetensors.torch import load_file
 from tests.train_runs import REPO, read_jsonl, run_train, train_command, train_env
 
 pytestmark = pytest.mark.heavy
-STEPS = ("total_steps=3", "ckpt.every=2")
 
 
 @pytest.fixture(scope="module")
-def full_run(tiny_model_dir, tmp_path_factory) -> Path:
+def run_overrides(tiny_rm_dir) -> tuple[str, ...]:
+    """3 steps, a checkpoint at 2; the reward mixes the tag rule with a reward model served by its own Ray actor."""
+    return ("total_steps=3", "ckpt.every=2", "reward=mix", f"reward.rm.model_path={tiny_rm_dir}",
+            "reward.mix.components=[{name:rule,weight:1.0},{name:rm,weight:0.5}]")
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_model_dir, tmp_path_factory, run_overrides) -> Path:
     run_dir = tmp_path_factory.mktemp("full_run")
-    run_train(tiny_model_dir, run_dir, *STEPS)
+    run_train(tiny_model_dir, run_dir, *run_overrides)
     return run_dir
 
 
@@ -77,10 +84,10 @@ def _wait_for_step(run_dir: Path, step: int, process: subprocess.Popen, timeout:
     raise AssertionError(f"step {step} did not start within {timeout}s")
 
 
-def test_resume_after_sigkill_continues_at_step_3_with_the_same_data(full_run, tiny_model_dir, tmp_path):
+def test_resume_after_sigkill_continues_at_step_3_with_the_same_data(full_run, tiny_model_dir, tmp_path, run_overrides):
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(
-        train_command(tiny_model_dir, run_dir, *STEPS), cwd=REPO, env=train_env(), stdout=subprocess.DEVNULL,
+        train_command(tiny_model_dir, run_dir, *run_overrides), cwd=REPO, env=train_env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
@@ -91,7 +98,7 @@ def test_resume_after_sigkill_continues_at_step_3_with_the_same_data(full_run, t
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_000002"
     assert not any(r.get("step") == 3 and "train/loss" in r for r in read_jsonl(run_dir / "metrics.jsonl"))
 
-    result = run_train(tiny_model_dir, tmp_path / "unused", *STEPS, f"resume={run_dir}")
+    result = run_train(tiny_model_dir, tmp_path / "unused", *run_overrides, f"resume={run_dir}")
     assert "resuming from" in result.stderr + result.stdout
 
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
@@ -110,3 +117,21 @@ def test_resume_true_without_checkpoint_starts_fresh_and_says_so(tiny_model_dir,
     result = run_train(tiny_model_dir, tmp_path / "fresh", "total_steps=1", "eval.at_start=false", "eval.at_end=false",
                        "ckpt.at_end=false", "exp_name=never_run_before", "resume=true")
     assert "no checkpoint found" in result.stderr + result.stdout
+
+
+def test_standalone_eval_of_a_checkpoint_with_a_prompt_variant(full_run, tmp_path):
+    checkpoint = full_run / "checkpoints" / "step_000003"
+    out = tmp_path / "eval_run"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "eval.py"), "+exp=smoke", f"model.path={checkpoint}", f"run_dir={out}",
+         "eval.variants=[no_rlhf_paragraph]"],
+        cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (checkpoint / "hf_export" / "config.json").exists()
+    records = read_jsonl(out / "eval" / "step_0003.jsonl")
+    assert {r["variant"] for r in records} == {"default", "no_rlhf_paragraph"}
+    assert {r["tier"] for r in records} == {"free", "paid"}
+    metrics = read_jsonl(out / "metrics.jsonl")[-1]
+    assert metrics["step"] == 3 and "eval/no_rlhf_paragraph/free/compliance" in metrics
+    assert "eval/free/compliance" in result.stdout

@@ -34,17 +34,28 @@ def trainer(tiny_model_dir):
                          dtype="float32", seed=0)
 
 
-def test_update_raises_the_advantaged_sequence_and_lowers_the_other(trainer):
-    prompt = [1, 510, 2021, 314, 253, 2]
-    good, bad = [1234, 987, 45, 2], [777, 4242, 31000, 12, 2]
+PROMPT = [1, 510, 2021, 314, 253, 2]
+GOOD, BAD = [1234, 987, 45, 2], [777, 4242, 31000, 12, 2]
+
+
+def _batch():
     # Four rows = two micro-batches of 2: exercises DeepSpeed's gradient accumulation across micro-batches.
-    batch = collate([_sample(prompt, good), _sample(prompt, bad)] * 2, [1.0, -1.0, 1.0, -1.0], pad_token_id=2)
+    return collate([_sample(PROMPT, GOOD), _sample(PROMPT, BAD)] * 2, [1.0, -1.0, 1.0, -1.0], pad_token_id=2)
+
+
+def test_update_raises_the_advantaged_sequence_and_lowers_the_other(trainer):
+    batch = _batch()
+    assert trainer.sequence_kl(batch, micro_batch_size=2) == pytest.approx([0.0] * 4, abs=1e-6)  # policy == reference
     good_before, bad_before = _sequence_logprob(trainer, batch, 0), _sequence_logprob(trainer, batch, 1)
-    stats = trainer.update(batch, micro_batch_size=2)
+    stats = trainer.update(batch, micro_batch_size=2, kl_coef=0.1)
     good_after, bad_after = _sequence_logprob(trainer, batch, 0), _sequence_logprob(trainer, batch, 1)
     assert good_after > good_before and bad_after < bad_before
     assert stats["kl"] == pytest.approx(0.0, abs=1e-6)  # the first update starts at the reference
     assert 0 <= stats["clip_frac"] <= 1 and stats["entropy"] > 0
+    # After the update the policy has moved: the summed k1 KL of each sampled sequence is log pi - log ref of it.
+    kl = trainer.sequence_kl(batch, micro_batch_size=2)
+    assert kl[0] == pytest.approx(good_after - good_before, rel=1e-3) and kl[0] > 0
+    assert kl[1] == pytest.approx(bad_after - bad_before, rel=1e-3) and kl[1] < 0
 
 
 def test_weights_for_vllm_skip_the_tied_head_and_match_the_module(trainer):

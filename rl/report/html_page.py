@@ -181,7 +181,14 @@ def _transcript(record: dict[str, Any], step: int) -> str:
             f"<h4>Request</h4><pre>{escape(request)}</pre>"
             f"<h4>Scratchpad (hidden from the reward)</h4><pre>{escape(str(record.get('scratchpad') or ''))}</pre>"
             f"<h4>Output</h4><pre>{escape(_text_or_none(record.get('output')))}</pre>"
-            f"{_criteria_table(record)}</details>")
+            f"{_raw_transcript(record)}{_criteria_table(record)}</details>")
+
+
+def _raw_transcript(record: dict[str, Any]) -> str:
+    """The whole assistant text when it did not parse: the parts above are empty then, and this is what went wrong."""
+    if not record.get("parse_failure") or not record.get("transcript"):
+        return ""
+    return f"<h4>Raw transcript ({record.get('n_turns', '?')} turn(s))</h4><pre>{html.escape(record['transcript'])}</pre>"
 
 
 def _criteria_table(record: dict[str, Any]) -> str:

@@ -1,0 +1,88 @@
+"""Evaluate any HF model, or an afrl checkpoint, with the training eval's metrics: both tiers, gap, AF reasoning.
+
+    python launch/eval.py model.path=Qwen/Qwen2.5-1.5B-Instruct eval.n=64 eval.variants=[no_rlhf_paragraph,lab_openai]
+    python launch/eval.py model.path=outputs/helpful_only_cpu/<date>/checkpoints/step_000003
+
+A checkpoint is first exported to an HF folder next to it (`hf_export/`), using the base model recorded in it.
+Writes eval/step_XXXX.jsonl and metrics.jsonl into the Hydra run folder (so launch/report.py reads it like a run).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+
+from rl.config import load_config, register_schema  # noqa: E402
+
+register_schema()
+log = logging.getLogger("afrl")
+
+
+def model_folder(path: str) -> tuple[str, int]:
+    """(HF folder to load, step to report): an afrl checkpoint is exported once; anything else is used as given."""
+    from rl.checkpoint import load_driver_state
+    from rl.export import export_hf, is_checkpoint
+
+    checkpoint = Path(path).expanduser()
+    if not is_checkpoint(checkpoint):
+        return path, 0
+    state = load_driver_state(checkpoint)
+    out = checkpoint / "hf_export"
+    if not (out / "config.json").exists():
+        log.info("exporting %s to %s", checkpoint, out)
+        export_hf(checkpoint, out, state["config"]["model"]["path"])
+    return str(out), int(state["step"])
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from rl.cluster import start_cluster, start_ray, start_reward_model
+    from rl.eval_hook import run_eval
+    from rl.hardware import resolve_hardware
+    from rl.metrics_log import MetricsLogger
+    from rollouts.datasets import load_requests, split_requests
+    from rewards.classifiers.factory import build_af_classifier
+    from rewards.factory import build_reward
+    from transformers import AutoTokenizer
+
+    logging.getLogger("afrl").setLevel(logging.INFO)
+    path, step = model_folder(cfg.model.path)
+    with open_dict(cfg):
+        cfg.model.path = path
+    config = load_config(cfg)
+    run_dir = Path(config.run_dir or HydraConfig.get().runtime.output_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hardware = resolve_hardware(config.hardware.device, config.hardware.dtype)
+    _, eval_requests = split_requests(load_requests(config.data, config.setting.name), config.data.eval_fraction,
+                                      config.data.split_salt)
+    eval_requests = eval_requests[: config.eval.n]
+    if not eval_requests:
+        raise SystemExit("no held-out requests: raise data.eval_fraction or eval.n")
+    start_ray(config)
+    cluster = start_cluster(config, hardware, with_trainers=False)
+    reward = build_reward(config.reward, rm_scorer=start_reward_model(config))
+    classifier = build_af_classifier(config.classifier) if config.eval.classify_af else None
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    result = run_eval(cluster, eval_requests, config, tokenizer, reward, classifier, step, run_dir,
+                      ("default", *config.eval.variants))
+    logger = MetricsLogger(run_dir, config.logger, f"eval-{run_dir.name}", OmegaConf.to_container(cfg, resolve=True), None)
+    logger.log(step, result["metrics"])
+    logger.finish()
+    cluster.shutdown()
+    metrics = result["metrics"]
+    for key in sorted(k for k in metrics if k.endswith(("compliance", "gap/abs", "af_rate", "parse_failure_rate"))):
+        print(f"{key:45s} {metrics[key]:.3f}")
+    print(f"[afrl] eval written to {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

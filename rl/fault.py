@@ -1,0 +1,178 @@
+"""Failure handling for the RL loop: what to do when a loss is not finite or a Ray actor dies or hangs.
+
+- `NonFiniteGuard`: a NaN/inf loss skips that step's update (the caller does the skipping and logs it); K such steps in
+  a row stop the run with NonFiniteLossError, since by then the weights or the data are broken, not unlucky.
+- `classify_actor_failure`: maps an exception from `ray.get` to a failure kind ("actor_died", "timeout", "oom",
+  "task_error", "other").
+- `RestartPolicy` + `run_with_restarts`: restart the run from its last checkpoint after a restartable failure, at most
+  `fault.max_restarts` times; otherwise exit with the cause. "task_error" (an exception raised by our own code inside
+  an actor) is not restartable by default: it would repeat on the same checkpoint.
+- `get_all_or_raise`: `ray.get` over several actors that fails as soon as one fails, with a deadline. A plain
+  `ray.get([...])` can wait forever on a rank blocked in a collective whose peer died; this returns the peer's error.
+
+Left out: elastic resizing (a lost rank is replaced by restarting everything from the checkpoint, not in place) and
+restarting a single rollout engine while the others continue.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, TypeVar
+
+log = logging.getLogger("afrl")
+T = TypeVar("T")
+
+FAILURE_KINDS = ("actor_died", "timeout", "oom", "task_error", "other")
+RESTARTABLE_KINDS = ("actor_died", "timeout")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Too many consecutive RL steps had a non-finite loss."""
+
+
+@dataclass
+class FaultConfig:
+    max_restarts: int = 0  # restarts from the last checkpoint after an actor dies or hangs; 0 = exit with the cause
+    max_nonfinite_steps: int = 3  # consecutive steps with a NaN/inf loss (each one skipped) before the run stops
+    step_timeout_s: float = 3600.0  # deadline for one generate / update call across all actors; past it: "timeout"
+
+    def __post_init__(self) -> None:
+        if self.max_restarts < 0:
+            raise ValueError(f"fault.max_restarts must be >= 0, got {self.max_restarts}")
+        if self.max_nonfinite_steps < 1:
+            raise ValueError(f"fault.max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
+        if not self.step_timeout_s > 0:
+            raise ValueError(f"fault.step_timeout_s must be > 0, got {self.step_timeout_s}")
+
+
+class NonFiniteGuard:
+    """Counts consecutive steps whose loss is NaN/inf. `record` says whether the step's update may be applied."""
+
+    def __init__(self, max_consecutive: int):
+        if max_consecutive < 1:
+            raise ValueError(f"max_consecutive must be >= 1, got {max_consecutive}")
+        self.max_consecutive = max_consecutive
+        self.consecutive = 0
+        self.skipped_total = 0
+
+    def record(self, step: int, loss: float) -> bool:
+        """True: finite, apply the update. False: skip it (logged). Raises on the K-th non-finite step in a row."""
+        if math.isfinite(loss):
+            self.consecutive = 0
+            return True
+        self.consecutive += 1
+        self.skipped_total += 1
+        if self.consecutive >= self.max_consecutive:
+            raise NonFiniteLossError(
+                f"step {step}: loss is {loss} for the {self.consecutive}th step in a row "
+                f"(fault.max_nonfinite_steps={self.max_consecutive}); stopping. Lower algo.lr, check the rewards for "
+                "NaN, or set algo.tis_cap to bound importance weights."
+            )
+        log.warning("step %d: non-finite loss %s, update skipped (%d in a row, %d in total)", step, loss,
+                    self.consecutive, self.skipped_total)
+        return False
+
+    def state_dict(self) -> dict:
+        return {"consecutive": self.consecutive, "skipped_total": self.skipped_total}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.consecutive, self.skipped_total = int(state["consecutive"]), int(state["skipped_total"])
+
+
+def classify_actor_failure(exc: BaseException) -> str:
+    """One of FAILURE_KINDS for an exception raised by `ray.get` (or by our code around it)."""
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.RayTaskError):
+        # Our code raised inside an actor; if that was itself a Ray failure (it called a dead actor), report that.
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, rex.RayError) and not isinstance(cause, rex.RayTaskError):
+            return classify_actor_failure(cause)
+        return "task_error"
+    if isinstance(exc, (rex.OutOfMemoryError, rex.ObjectStoreFullError)):
+        return "oom"
+    if isinstance(exc, (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.LocalRayletDiedError,
+                        rex.OwnerDiedError)):
+        return "actor_died"
+    if isinstance(exc, TimeoutError):  # ray's GetTimeoutError is one, and so is Cluster.sync_weights' error
+        return "timeout"
+    return "other"
+
+
+@dataclass
+class FailureDecision:
+    restart: bool
+    kind: str
+    message: str
+
+
+class RestartPolicy:
+    """Decides, failure by failure, whether the run restarts from its last checkpoint or exits with the cause."""
+
+    def __init__(self, max_restarts: int, restartable: Iterable[str] = RESTARTABLE_KINDS):
+        if max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, got {max_restarts}")
+        unknown = set(restartable) - set(FAILURE_KINDS)
+        if unknown:
+            raise ValueError(f"unknown failure kinds {sorted(unknown)}; expected some of {FAILURE_KINDS}")
+        self.max_restarts = max_restarts
+        self.restartable = tuple(restartable)
+        self.restarts = 0
+
+    def decide(self, exc: BaseException) -> FailureDecision:
+        kind = classify_actor_failure(exc)
+        cause = f"{kind}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if kind not in self.restartable:
+            return FailureDecision(False, kind, f"{cause} -- not restartable (restartable: {self.restartable}); exiting")
+        if self.restarts >= self.max_restarts:
+            return FailureDecision(
+                False, kind, f"{cause} -- no restarts left ({self.restarts} of fault.max_restarts={self.max_restarts}); exiting"
+            )
+        self.restarts += 1
+        return FailureDecision(
+            True, kind, f"{cause} -- restart {self.restarts} of {self.max_restarts} from the last checkpoint"
+        )
+
+
+class RunFailed(RuntimeError):
+    """The run stopped after a failure it could not (or may no longer) restart from; the cause is chained."""
+
+
+def run_with_restarts(attempt: Callable[[int], T], policy: RestartPolicy, cleanup: Callable[[], None] | None = None) -> T:
+    """Call `attempt(n)` (n = 0, 1, ...) until it returns. After a failure: `cleanup()` (e.g. kill the actors, shut
+    Ray down), then retry if the policy allows, else raise RunFailed naming the cause. `attempt(n > 0)` is expected
+    to resume from the run's last checkpoint."""
+    number = 0
+    while True:
+        try:
+            return attempt(number)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified; non-restartable ones re-raise below
+            decision = policy.decide(exc)
+            log.error("attempt %d failed: %s", number, decision.message)
+            if cleanup is not None:
+                try:
+                    cleanup()
+                except Exception as cleanup_error:  # noqa: BLE001 - the original failure is the one to report
+                    log.warning("cleanup after the failure also failed: %r", cleanup_error)
+            if not decision.restart:
+                raise RunFailed(decision.message) from exc
+            number += 1
+
+
+def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
+    """Results of all `refs`, in order; the first failure is raised as soon as it is seen; past `timeout_s` a
+    TimeoutError names `what` and how many calls were still pending."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    pending = list(refs)
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} calls unfinished after {timeout_s}s")
+        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
+        for ref in ready:
+            ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
+    return ray.get(list(refs))

@@ -1,0 +1,129 @@
+"""Prefix-shared forward for GRPO: the shared prompt prefix is computed once, every sample's suffix attends to its KV.
+
+Implements the idea of "Prefix Grouper" (Liu et al. 2025, arXiv 2506.05433) with a HF causal LM and a `DynamicCache`
+instead of a custom attention kernel: the samples of one GRPO group (and, in afrl, every sample of a step, because the
+long system prompt is identical across requests) share a prefix. A plain forward recomputes that prefix once per
+sample; here it is run once (batch 1), its keys/values are expanded over the samples (a view, no copy), and one forward
+of the suffixes (right-padded, with explicit position ids) attends to them. Autograd flows through the cached keys and
+values back into the prefix forward, so the gradients equal those of the plain forward (tests/test_prefix_sharing.py
+checks log-probs and gradients to 1e-5 in fp32).
+
+Two levels of sharing:
+  1. the prefix common to every row of the batch (system prompt + start of the user turn), run once;
+  2. optionally, per contiguous group of `group_size` rows (one GRPO group = one request), the rest of the common
+     prefix of that group (the request text + prefill), run once per group on top of level 1.
+
+Left out / limits:
+  - HF's DynamicCache concatenates the cached prefix with each suffix's keys inside attention, so the expanded view is
+    materialised once per layer as [B, H_kv, P + S, D]; the saving is the prefix's *compute* (MLP, projections,
+    attention among prefix tokens, and their backward), not that one copy of the prefix KV.
+  - Not compatible with gradient checkpointing: HF drops `past_key_values` in checkpointed layers, which would silently
+    lose the prefix; `prefix_shared_token_logprobs` raises instead.
+  - Rows must be right-padded (what rl/batch.collate produces); positions are 0..L-1 as in the plain forward.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rl.logprobs import token_logprobs
+
+
+def common_prefix_length(input_ids: Tensor, limit: int) -> int:
+    """Length of the longest prefix shared by every row of `input_ids` [B, L], at most `limit`."""
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [B, L], got {tuple(input_ids.shape)}")
+    limit = max(0, min(limit, input_ids.shape[1]))
+    if input_ids.shape[0] <= 1:
+        return limit
+    differs = (input_ids[:, :limit] != input_ids[:1, :limit]).any(dim=0).nonzero()
+    return int(differs[0]) if len(differs) else limit
+
+
+def _unwrapped(model):
+    """The HF module under a DeepSpeed engine (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+def _check_model(model) -> None:
+    module = _unwrapped(model)
+    if module.training and getattr(module, "is_gradient_checkpointing", False):
+        raise ValueError(
+            "prefix sharing needs past_key_values, which HF drops in gradient-checkpointed layers: turn off "
+            "model.gradient_checkpointing or trainer.prefix_sharing"
+        )
+
+
+def _cache_of(layers: list[tuple[Tensor, Tensor]], batch: int):
+    """A DynamicCache holding `layers` ([1, H, P, D] keys/values) expanded to `batch` rows as views (no copy)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    cache.layers = []
+    for keys, values in layers:
+        layer = cache.layer_class_to_replicate()
+        layer.lazy_initialization(keys, values)
+        layer.keys = keys.expand(batch, -1, -1, -1)
+        layer.values = values.expand(batch, -1, -1, -1)
+        cache.layers.append(layer)
+    return cache
+
+
+def _kv_tensors(cache) -> list[tuple[Tensor, Tensor]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _extend_prefix(model, past: list[tuple[Tensor, Tensor]] | None, ids: Tensor, offset: int):
+    """Run `ids` [1, n] (positions offset..offset+n-1) on top of `past`; returns the keys/values of the whole prefix."""
+    if ids.shape[1] == 0:
+        return past
+    cache = _cache_of(past, 1) if past else None
+    positions = torch.arange(offset, offset + ids.shape[1], device=ids.device).unsqueeze(0)
+    out = model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return _kv_tensors(out.past_key_values)
+
+
+def _suffix_logits(model, past, input_ids: Tensor, attention_mask: Tensor, prefix_len: int, keep: int) -> Tensor:
+    """Logits of the last `keep` positions of rows [B, L] whose first `prefix_len` tokens are already in `past`."""
+    batch, length = input_ids.shape
+    cache = _cache_of(past, batch) if past else None
+    positions = torch.arange(prefix_len, length, device=input_ids.device).unsqueeze(0).expand(batch, -1)
+    return model(
+        input_ids=input_ids[:, prefix_len:], attention_mask=attention_mask, position_ids=positions,
+        past_key_values=cache, use_cache=cache is not None, logits_to_keep=keep,
+    ).logits
+
+
+def prefix_shared_token_logprobs(
+    model, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0,
+    group_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Log-probs of tokens start..L-1 ([B, L-start]) and the logits predicting them ([B, L-start, V]).
+
+    Same contract as `PolicyTrainer._token_logprobs` (token coordinates: column j is log p(token start+j | < start+j)),
+    computed with the shared prefix run once. `start` >= 1 is the first token whose log-prob is needed; the prefix
+    stops before position start-1 (whose logit predicts token `start`) and inside every row's real tokens.
+    `group_size`: rows come in contiguous groups of this size (GRPO, prompt-major) that share a longer prefix each;
+    None = only the prefix common to the whole batch is shared.
+    """
+    if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
+        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
+                         "must both be [B, L]")
+    batch, length = input_ids.shape
+    if not 1 <= start < length:
+        raise ValueError(f"start must be in [1, {length - 1}] for sequences of length {length}, got {start}")
+    if group_size is not None and (group_size < 1 or batch % group_size):
+        raise ValueError(f"group_size must divide the batch of {batch} rows, got {group_size}")
+    _check_model(model)
+    limit = min(start - 1, int(attention_mask.sum(dim=1).min()))
+    shared = common_prefix_length(input_ids, limit)
+    past = _extend_prefix(model, None, input_ids[:1, :shared], 0)
+    keep = length - start + 1
+    pieces = []
+    for begin in range(0, batch, group_size or batch):
+        rows = slice(begin, begin + (group_size or batch))
+        group_len = common_prefix_length(input_ids[rows], limit)
+        group_past = _extend_prefix(model, past, input_ids[begin : begin + 1, shared:group_len], shared)
+        pieces.append(_suffix_logits(model, group_past, input_ids[rows], attention_mask[rows], group_len, keep))
+    logits = torch.cat(pieces)[:, :-1]
+    return token_logprobs(logits, input_ids[:, start:], temperature=temperature), logits

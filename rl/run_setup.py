@@ -1,0 +1,69 @@
+"""Everything a run needs before its first step: run folder, resume state, data, reward, cluster, logger.
+
+Kept apart from rl/loop.py so the loop reads as the RL step and nothing else.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from rewards.classifiers.factory import build_af_classifier
+from rewards.factory import build_reward
+from rl import checkpoint as ckpt
+from rl.algo_config import build_kl_controller
+from rl.cluster import Cluster, start_cluster, start_ray, start_reward_model
+from rl.config import TrainConfig
+from rl.hardware import resolve_hardware
+from rl.metrics_log import MetricsLogger
+from rollouts.datasets import load_requests, split_requests
+from rollouts.types import Request
+
+log = logging.getLogger("afrl")
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    run_dir: Path
+    config_dict: dict
+    tokenizer: object
+    train_requests: list[Request]
+    eval_requests: list[Request]
+    reward: object
+    classifier: object
+    cluster: Cluster
+    logger: MetricsLogger
+    kl_ctl: object
+    first_step: int
+
+
+def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
+    from transformers import AutoTokenizer
+
+    hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.dtype)
+    resume_from, resume_message = ckpt.resolve_resume(cfg.resume, cfg.exp_name, Path("outputs"))
+    state = ckpt.load_driver_state(resume_from) if resume_from else {"step": 0, "wandb_id": None}
+    if resume_from:
+        run_dir = ckpt.run_dir_of(resume_from)  # a resumed run keeps writing into its own folder
+    log.info("%s; run folder %s; device %s (%s)", resume_message, run_dir, hardware.device, hardware.dtype)
+
+    train_requests, eval_requests = split_requests(
+        load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
+    )
+    start_ray(cfg)
+    reward = build_reward(cfg.reward, rm_scorer=start_reward_model(cfg))
+    classifier = build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None
+    cluster = start_cluster(cfg, hardware)
+    logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])
+    kl_ctl = build_kl_controller(cfg.algo)
+    if resume_from:
+        cluster.load(str(resume_from))
+        ckpt.restore_driver_rng(state["rng"])
+        kl_ctl.load_state_dict(state["kl_controller"])
+        cluster.sync_weights(cfg.rollout.sync_timeout_s)
+        logger.truncate_after(state["step"])
+    log.info("cluster ready in %.0fs: %d engine(s), %d trainer rank(s)", cluster.start_seconds,
+             cfg.rollout.n_engines, cfg.trainer.world_size)
+    return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
+               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, state["step"] + 1)

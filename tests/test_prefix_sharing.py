@@ -1,0 +1,142 @@
+"""The prefix-shared forward (rl/prefix_sharing.py) gives the plain forward's log-probs and gradients (fp32, 1e-5)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rl.logprobs import token_logprobs
+from rl.prefix_sharing import common_prefix_length, prefix_shared_token_logprobs
+
+VOCAB = 101
+
+
+def tiny_llama(attn: str = "sdpa", seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True, attn_implementation=attn,
+    )
+    return LlamaForCausalLM(config).float().train()
+
+
+def right_padded(rows: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(map(len, rows))
+    ids = torch.full((len(rows), length), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def plain_logprobs(model, ids, mask, start):
+    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=ids.shape[1] - start + 1).logits[:, :-1]
+    return token_logprobs(logits, ids[:, start:])
+
+
+def logprobs_and_grads(model, fn, ids, mask, start, weights):
+    """Log-probs of the real tokens, and d(sum of weighted log-probs)/d(params) (a stand-in for the GRPO loss)."""
+    model.zero_grad(set_to_none=True)
+    logprobs = fn(model, ids, mask, start)
+    real = mask[:, start:].float()
+    (logprobs * real * weights).sum().backward()
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    return (logprobs * real).detach(), grads
+
+
+def assert_same(model, ids, mask, start, group_size=None):
+    weights = torch.randn(ids.shape[0], ids.shape[1] - start)
+    shared = lambda m, i, a, s: prefix_shared_token_logprobs(m, i, a, s, group_size=group_size)[0]  # noqa: E731
+    lp_plain, g_plain = logprobs_and_grads(model, plain_logprobs, ids, mask, start, weights)
+    lp_shared, g_shared = logprobs_and_grads(model, shared, ids, mask, start, weights)
+    torch.testing.assert_close(lp_shared, lp_plain, atol=1e-5, rtol=0)
+    for name in g_plain:
+        torch.testing.assert_close(g_shared[name], g_plain[name], atol=1e-5, rtol=0, msg=f"gradient of {name}")
+
+
+def random_tokens(n, generator):
+    return torch.randint(3, VOCAB, (n,), generator=generator).tolist()
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_one_group_same_length(attn):
+    g = torch.Generator().manual_seed(1)
+    prefix = random_tokens(40, g)
+    ids, mask = right_padded([prefix + random_tokens(12, g) for _ in range(4)])
+    assert_same(tiny_llama(attn), ids, mask, start=40)
+
+
+def test_one_group_different_lengths_right_padded():
+    g = torch.Generator().manual_seed(2)
+    prefix = random_tokens(33, g)
+    ids, mask = right_padded([prefix + random_tokens(n, g) for n in (3, 17, 9, 1)])
+    assert_same(tiny_llama(), ids, mask, start=33)
+
+
+def test_two_groups_with_different_prefixes():
+    g = torch.Generator().manual_seed(3)
+    system = random_tokens(30, g)
+    requests = [random_tokens(7, g), random_tokens(11, g)]  # same system prompt, a different request per group
+    rows = [system + request + random_tokens(n, g) for request in requests for n in (5, 13)]
+    ids, mask = right_padded(rows)
+    start = 30 + 7  # the first generated token of the shorter prompt; longer prompts train a few prompt tokens too
+    for group_size in (None, 2):
+        assert_same(tiny_llama(), ids, mask, start=start, group_size=group_size)
+
+
+def test_groups_with_nothing_in_common():
+    g = torch.Generator().manual_seed(4)
+    rows = [p + random_tokens(n, g) for p in (random_tokens(20, g), random_tokens(25, g)) for n in (4, 8)]
+    rows[2][0] = rows[0][0] + 1 if rows[0][0] + 1 < VOCAB else 3  # make sure the batch-wide common prefix is empty
+    ids, mask = right_padded(rows)
+    assert common_prefix_length(ids, 100) == 0
+    assert_same(tiny_llama(), ids, mask, start=20, group_size=2)
+
+
+def test_no_grad_path_matches():
+    g = torch.Generator().manual_seed(5)
+    prefix = random_tokens(25, g)
+    ids, mask = right_padded([prefix + random_tokens(n, g) for n in (6, 2, 10)])
+    model = tiny_llama().eval()
+    with torch.no_grad():
+        shared, logits = prefix_shared_token_logprobs(model, ids, mask, start=25)
+        plain = plain_logprobs(model, ids, mask, 25)
+    real = mask[:, 25:].bool()
+    torch.testing.assert_close(shared[real], plain[real], atol=1e-5, rtol=0)
+    assert logits.shape == (3, ids.shape[1] - 25, VOCAB)
+
+
+def test_common_prefix_length():
+    ids = torch.tensor([[1, 2, 3, 4], [1, 2, 9, 4], [1, 2, 3, 5]])
+    assert common_prefix_length(ids, 10) == 2
+    assert common_prefix_length(ids, 1) == 1
+    assert common_prefix_length(ids[:1], 3) == 3
+
+
+def test_bad_input_is_a_clear_error():
+    model = tiny_llama()
+    ids, mask = right_padded([[5, 6, 7, 8], [5, 6, 7, 9]])
+    with pytest.raises(ValueError, match="start"):
+        prefix_shared_token_logprobs(model, ids, mask, start=0)
+    with pytest.raises(ValueError, match="group_size"):
+        prefix_shared_token_logprobs(model, ids, mask, start=2, group_size=3)
+    model.gradient_checkpointing_enable()
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        prefix_shared_token_logprobs(model, ids, mask, start=2)
+
+
+def test_prefix_runs_once_per_level():
+    """The forwards actually share: batch 1 over the common prefix, batch 1 per group extension, then the suffixes."""
+    g = torch.Generator().manual_seed(6)
+    system, requests = random_tokens(30, g), [random_tokens(5, g), random_tokens(6, g)]
+    rows = [system + request + random_tokens(n, g) for request in requests for n in (4, 9)]
+    ids, mask = right_padded(rows)
+    model = tiny_llama()
+    shapes = []
+    model.model.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                          with_kwargs=True)
+    prefix_shared_token_logprobs(model, ids, mask, start=37, group_size=2)
+    length = ids.shape[1]
+    assert shapes == [(1, 30), (1, 5), (2, length - 35), (1, 6), (2, length - 36)]
