@@ -6,6 +6,7 @@ of the experiment) or `resume=PATH` (a run folder or checkpoint).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rl.config import load_config, register_schema  # noqa: E402
@@ -25,15 +27,32 @@ from rl.config import load_config, register_schema  # noqa: E402
 register_schema()
 
 
+def sweep_group(exp_name: str) -> str | None:
+    """In a multirun every job's W&B run joins one group named after the sweep, so they plot together."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return f"{exp_name}-{Path(hydra_cfg.sweep.dir).name}"
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from rl.loop import train
-
     logging.getLogger("afrl").setLevel(logging.INFO)
+    if cfg.logger.group is None:
+        cfg.logger.group = sweep_group(cfg.exp_name)
     config = load_config(cfg)
     run_dir = Path(config.run_dir or HydraConfig.get().runtime.output_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    final_dir = train(config, run_dir, OmegaConf.to_container(cfg, resolve=True))
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    info = {"exp_name": config.exp_name, "model": config.model.path, "wandb_group": config.logger.group,
+            "overrides": list(HydraConfig.get().overrides.task)}
+    (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    if config.dry_run:
+        print(f"[afrl] dry run: config valid, run folder {run_dir}")
+        return
+    from rl.loop import train
+
+    final_dir = train(config, run_dir, config_dict)
     print(f"[afrl] run finished: {final_dir}")
 
 

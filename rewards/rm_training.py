@@ -11,6 +11,7 @@ measured through `rm_input_ids`, i.e. exactly as the reward scores rollouts). It
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -188,6 +189,12 @@ def _reward_config(cfg: RMTrainConfig, scratch_dir: str):
     )
 
 
+def pairs_fingerprint(pairs: str) -> Optional[str]:
+    """sha256 of a local pairs file (None for a hub name): a cached RM is reused only for the same data."""
+    path = Path(pairs).expanduser()
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def _same_setting(key: str, saved, current) -> bool:
     """Config values are equal; paths are compared after ~ expansion and resolution (cwd-relative or absolute)."""
     if key in ("backbone", "pairs", "output_dir") and isinstance(saved, str) and isinstance(current, str):
@@ -210,6 +217,8 @@ def train_reward_model(cfg: RMTrainConfig) -> Path:
         saved_cfg = saved.get("config", {})
         changed = sorted(key for key, value in asdict(cfg).items()
                          if key != "overwrite" and not _same_setting(key, saved_cfg.get(key), value))
+        if saved.get("pairs_sha256") not in (None, pairs_fingerprint(cfg.pairs)):
+            changed.append("pairs file contents")
         if changed:
             raise ValueError(f"{output_dir} was trained with a different config (differs in {changed}); "
                              "set rm.overwrite=true to retrain or choose another rm.name")
@@ -246,6 +255,7 @@ def train_reward_model(cfg: RMTrainConfig) -> Path:
         report = {
             "heldout": metrics,
             "train_pairs": len(train_pairs),
+            "pairs_sha256": pairs_fingerprint(cfg.pairs),
             "train_pairs_within_max_length": n_trained,
             "train_seconds": round(train_seconds, 1),
             "device": str(next(model.parameters()).device),

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from rl.config import TrainConfig
+from rl.fault import get_all_or_raise
 from rl.hardware import Hardware
 from rollouts.engine import PromptSpec, SamplingSpec, make_engine_actor
 from rollouts.types import Sample
@@ -60,51 +61,38 @@ class Cluster:
     engines: list
     trainers: list
     start_seconds: float
+    step_timeout_s: float = 3600.0  # any call across the actors: a dead or stuck actor raises, never hangs
+
+    def _all(self, refs: list, what: str) -> list:
+        return get_all_or_raise(refs, self.step_timeout_s, what)
 
     def generate(self, prompts: list[PromptSpec], sampling: SamplingSpec) -> list[Sample]:
         """Split prompts across engines (contiguous chunks keep each prompt's group on one engine), gather in order."""
-        import ray
-
         n = len(self.engines)
         chunks = [prompts[i * len(prompts) // n : (i + 1) * len(prompts) // n] for i in range(n)]
         futures = [e.generate.remote(c, sampling) for e, c in zip(self.engines, chunks) if c]
-        return [s for part in ray.get(futures) for s in part]
+        return [s for part in self._all(futures, "generate") for s in part]
 
     def update(self, shards: list, micro_batch_size: int, kl_coef: float) -> list[dict]:
-        import ray
-
-        return ray.get([t.update.remote(shard, micro_batch_size, kl_coef) for t, shard in zip(self.trainers, shards)])
+        refs = [t.update.remote(shard, micro_batch_size, kl_coef) for t, shard in zip(self.trainers, shards)]
+        return self._all(refs, "update")
 
     def sequence_kl(self, shards: list, micro_batch_size: int) -> list[list[float]]:
-        import ray
-
-        return ray.get([t.sequence_kl.remote(shard, micro_batch_size) for t, shard in zip(self.trainers, shards)])
+        return self._all([t.sequence_kl.remote(s, micro_batch_size) for t, s in zip(self.trainers, shards)], "ref")
 
     def sync_weights(self, timeout_s: float) -> float:
         """Rank 0's weights -> every engine, through the object store once. A timeout raises instead of hanging."""
-        import ray
-
         start = time.time()
         weights = self.trainers[0].get_weights.remote()
         pending = [e.load_weights.remote(weights) for e in self.engines]
-        try:
-            ray.get(pending, timeout=timeout_s)
-        except ray.exceptions.GetTimeoutError as err:
-            raise TimeoutError(
-                f"weight sync did not finish within rollout.sync_timeout_s={timeout_s}s "
-                f"({len(self.engines)} engines); an engine may be stuck or dead"
-            ) from err
+        get_all_or_raise(pending, timeout_s, f"weight sync into {len(self.engines)} engine(s) (rollout.sync_timeout_s)")
         return time.time() - start
 
     def save(self, directory: str) -> None:
-        import ray
-
-        ray.get([t.save_checkpoint.remote(directory) for t in self.trainers])
+        self._all([t.save_checkpoint.remote(directory) for t in self.trainers], "checkpoint save")
 
     def load(self, directory: str) -> None:
-        import ray
-
-        ray.get([t.load_checkpoint.remote(directory) for t in self.trainers])
+        self._all([t.load_checkpoint.remote(directory) for t in self.trainers], "checkpoint load")
 
     def shutdown(self) -> None:
         import ray
@@ -146,5 +134,6 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
         )
         for rank in range(cfg.trainer.world_size if with_trainers else 0)
     ]
-    ray.get([e.ready.remote() for e in engines] + [t.ready.remote() for t in trainers])
-    return Cluster(engines, trainers, time.time() - start)
+    get_all_or_raise([e.ready.remote() for e in engines] + [t.ready.remote() for t in trainers],
+                     cfg.fault.step_timeout_s, "starting the engines and trainers")
+    return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import RewardConfig
 from rl.algo_config import AlgoConfig
+from rl.fault import FaultConfig
 from rollouts.config import DataConfig, SettingConfig
 from rollouts.variants import PAPER_VARIANTS, variant_setting
 
@@ -108,6 +109,7 @@ class TrainConfig:
     total_steps: int = 10
     resume: Optional[str] = None  # None/false = fresh; true = latest run of this exp_name; PATH = that run or checkpoint
     run_dir: Optional[str] = None  # None = Hydra's output dir
+    dry_run: bool = False  # compose, validate and write run_info.json, then stop (check a sweep before launching it)
     model: ModelConfig = field(default_factory=ModelConfig)
     setting: SettingConfig = field(default_factory=SettingConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -121,6 +123,7 @@ class TrainConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
 
     @property
     def samples_per_step(self) -> int:

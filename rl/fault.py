@@ -66,7 +66,7 @@ class NonFiniteGuard:
         self.skipped_total += 1
         if self.consecutive >= self.max_consecutive:
             raise NonFiniteLossError(
-                f"step {step}: loss is {loss} for the {self.consecutive}th step in a row "
+                f"step {step}: loss is {loss}, {self.consecutive} non-finite steps in a row "
                 f"(fault.max_nonfinite_steps={self.max_consecutive}); stopping. Lower algo.lr, check the rewards for "
                 "NaN, or set algo.tis_cap to bound importance weights."
             )
@@ -123,13 +123,13 @@ class RestartPolicy:
 
     def decide(self, exc: BaseException) -> FailureDecision:
         kind = classify_actor_failure(exc)
-        cause = f"{kind}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        cause = f"{kind}: {type(exc).__name__}: {first_line}"
         if kind not in self.restartable:
-            return FailureDecision(False, kind, f"{cause} -- not restartable (restartable: {self.restartable}); exiting")
+            return FailureDecision(False, kind, f"{cause} -- not restartable ({self.restartable} are); exiting")
         if self.restarts >= self.max_restarts:
-            return FailureDecision(
-                False, kind, f"{cause} -- no restarts left ({self.restarts} of fault.max_restarts={self.max_restarts}); exiting"
-            )
+            used = f"{self.restarts} of fault.max_restarts={self.max_restarts}"
+            return FailureDecision(False, kind, f"{cause} -- no restarts left ({used}); exiting")
         self.restarts += 1
         return FailureDecision(
             True, kind, f"{cause} -- restart {self.restarts} of {self.max_restarts} from the last checkpoint"
@@ -140,7 +140,9 @@ class RunFailed(RuntimeError):
     """The run stopped after a failure it could not (or may no longer) restart from; the cause is chained."""
 
 
-def run_with_restarts(attempt: Callable[[int], T], policy: RestartPolicy, cleanup: Callable[[], None] | None = None) -> T:
+def run_with_restarts(
+    attempt: Callable[[int], T], policy: RestartPolicy, cleanup: Callable[[], None] | None = None
+) -> T:
     """Call `attempt(n)` (n = 0, 1, ...) until it returns. After a failure: `cleanup()` (e.g. kill the actors, shut
     Ray down), then retry if the policy allows, else raise RunFailed naming the cause. `attempt(n > 0)` is expected
     to resume from the run's last checkpoint."""

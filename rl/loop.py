@@ -22,6 +22,8 @@ from rl.cluster import Cluster
 from rl.config import TrainConfig
 from rl.data_order import data_cursor, step_indices
 from rl.eval_hook import TABLE_COLUMNS, run_eval, table_rows
+from rl.fault import RestartPolicy, run_with_restarts
+from rl.metrics_log import truncate_jsonl
 from rl.progress import StepProgress
 from rl.run_setup import Run, setup_run
 from rollouts.engine import SamplingSpec
@@ -101,12 +103,31 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
     train_stats = timer.time("update", update, run.cluster, cfg, shards, adv, loss_kl_coef)
     timer.time("sync", run.cluster.sync_weights, cfg.rollout.sync_timeout_s)
     kl_ctl.update(stats.get("train/kl_response_sum", train_stats.get("kl_response_sum", 0.0)), len(samples))
+    run.guard.record(step, float("nan") if train_stats["nonfinite"] > 0 else train_stats["loss"])  # raises after K
     return {**step_metrics(samples, scores, adv, kl_ctl.value), **stats,
             **{k if k.startswith("time/") else f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds()}
 
 
 def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
-    run = setup_run(cfg, run_dir, config_dict)
+    """Run the loop; if an actor dies or hangs, restart from the run's last checkpoint (up to fault.max_restarts)."""
+    where = {"run_dir": run_dir}
+
+    def attempt(number: int) -> Path:
+        if number > 0:
+            log.warning("restart %d of %d from %s", number, cfg.fault.max_restarts, where["run_dir"])
+            has_checkpoint = ckpt.latest_checkpoint(where["run_dir"]) is not None
+            cfg.resume = str(where["run_dir"]) if has_checkpoint else None
+            if not has_checkpoint:  # nothing to resume: start over, dropping the partial history
+                for name in ("metrics.jsonl", "data_order.jsonl"):
+                    truncate_jsonl(where["run_dir"] / name, -1)
+        return train_once(cfg, where, config_dict)
+
+    return run_with_restarts(attempt, RestartPolicy(cfg.fault.max_restarts), cleanup=shutdown_actors)
+
+
+def train_once(cfg: TrainConfig, where: dict, config_dict: dict) -> Path:
+    run = setup_run(cfg, where["run_dir"], config_dict)
+    where["run_dir"] = run.run_dir
     if run.first_step == 1:
         maybe_eval(run, 0)
     progress = StepProgress(run.first_step, cfg.total_steps, enabled=cfg.logger.progress)
@@ -120,6 +141,15 @@ def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
     run.logger.finish()
     run.cluster.shutdown()
     return run.run_dir
+
+
+def shutdown_actors() -> None:
+    """After a failure: end the W&B run and the Ray session, so a restart starts from a clean slate."""
+    import ray
+    import wandb
+
+    wandb.finish(exit_code=1)
+    ray.shutdown()
 
 
 def maybe_eval(run: Run, step: int, final: bool = False) -> None:
@@ -140,6 +170,7 @@ def maybe_checkpoint(run: Run, step: int, final: bool = False) -> None:
     c = run.cfg.ckpt
     if (c.every and step % c.every == 0) or (final and c.at_end):
         driver = {"wandb_id": run.logger.wandb_id, "config": run.config_dict, "kl_controller": run.kl_ctl.state_dict(),
+                  "nonfinite_guard": run.guard.state_dict(),
                   "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step)}
         log.info("checkpoint %s", ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, c.keep_last))
 

@@ -18,6 +18,17 @@ def _finite_or_none(value):
     return value
 
 
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Drop rows with a step after `step` (logged by an interrupted process before a resume): one consistent history."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
 class MetricsLogger:
     def __init__(self, run_dir: Path, logger_cfg, run_name: str, config_dict: dict, wandb_id: str | None):
         self.path = Path(run_dir) / "metrics.jsonl"
@@ -34,14 +45,7 @@ class MetricsLogger:
             self.wandb_id = self.run.id
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop rows logged after the checkpoint by the interrupted process: one consistent history."""
-        if not self.path.exists():
-            return
-        rows = [line for line in self.path.read_text().splitlines() if line.strip()]
-        kept = [line for line in rows if json.loads(line).get("step", 0) <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        truncate_jsonl(self.path, step)
 
     def log(self, step: int, metrics: dict) -> None:
         row = {"step": step, "time": time.time(), **{k: _finite_or_none(v) for k, v in metrics.items()}}

@@ -15,7 +15,8 @@ from rl.algo_config import build_kl_controller
 from rl.cluster import Cluster, start_cluster, start_ray, start_reward_model
 from rl.config import TrainConfig
 from rl.hardware import resolve_hardware
-from rl.metrics_log import MetricsLogger
+from rl.fault import NonFiniteGuard
+from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rollouts.datasets import load_requests, split_requests
 from rollouts.types import Request
 
@@ -35,6 +36,7 @@ class Run:
     cluster: Cluster
     logger: MetricsLogger
     kl_ctl: object
+    guard: NonFiniteGuard
     first_step: int
 
 
@@ -45,6 +47,8 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     resume_from, resume_message = ckpt.resolve_resume(cfg.resume, cfg.exp_name, Path("outputs"))
     state = ckpt.load_driver_state(resume_from) if resume_from else {"step": 0, "wandb_id": None}
     if resume_from:
+        for change in ckpt.check_resume_compatible(state["config"], config_dict):  # raises on run-changing fields
+            log.info("resuming with a changed setting that does not change the run: %s", change)
         run_dir = ckpt.run_dir_of(resume_from)  # a resumed run keeps writing into its own folder
     log.info("%s; run folder %s; device %s (%s)", resume_message, run_dir, hardware.device, hardware.dtype)
 
@@ -57,13 +61,16 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     cluster = start_cluster(cfg, hardware)
     logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])
     kl_ctl = build_kl_controller(cfg.algo)
+    guard = NonFiniteGuard(cfg.fault.max_nonfinite_steps)
     if resume_from:
         cluster.load(str(resume_from))
         ckpt.restore_driver_rng(state["rng"])
         kl_ctl.load_state_dict(state["kl_controller"])
         cluster.sync_weights(cfg.rollout.sync_timeout_s)
         logger.truncate_after(state["step"])
+        truncate_jsonl(run_dir / "data_order.jsonl", state["step"])
+        guard.load_state_dict(state["nonfinite_guard"])
     log.info("cluster ready in %.0fs: %d engine(s), %d trainer rank(s)", cluster.start_seconds,
              cfg.rollout.n_engines, cfg.trainer.world_size)
     return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
-               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, state["step"] + 1)
+               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1)

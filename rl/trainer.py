@@ -129,9 +129,9 @@ class PolicyTrainer:
         """(log-probs of tokens start..L-1 [B, L-start], logits predicting them [B, L-start, V])."""
         input_ids = batch.input_ids.to(self.engine.device)
         keep = input_ids.shape[1] - start + 1
-        logits = model(
-            input_ids=input_ids, attention_mask=batch.attention_mask.to(self.engine.device), logits_to_keep=keep
-        ).logits[:, :-1]
+        # No attention mask: rows are right-padded, so under causal attention no real token ever sees a pad, and
+        # without a mask SDPA runs its fused causal kernel instead of materialising [B, heads, L, L] scores.
+        logits = model(input_ids=input_ids, logits_to_keep=keep).logits[:, :-1]
         return token_logprobs(logits, input_ids[:, start:], temperature=self.temperature), logits
 
     @torch.no_grad()
@@ -223,8 +223,13 @@ class PolicyTrainer:
         # DeepSpeed divides by gradient_accumulation_steps; scale so the micro losses sum to the minibatch loss.
         fraction = _weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
-        if not torch.isfinite(scaled):
-            raise FloatingPointError(f"non-finite loss {loss.item()} on rank {self.rank}")
+        # Every rank must take part in the gradient all-reduce, so a non-finite loss on any rank zeroes this
+        # micro-batch's contribution on all of them; the driver counts it (stats["nonfinite"]) and stops after K.
+        finite = torch.tensor([float(torch.isfinite(scaled).item())])
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if finite.item() == 0:
+            scaled = logits.float().sum() * 0.0
+        stats["nonfinite"] = 1.0 - finite.item()
         self.engine.backward(scaled)
         self.engine.step()
         return stats

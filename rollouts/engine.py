@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 from rollouts.types import Request, Sample
@@ -160,14 +161,25 @@ class RolloutEngine:
 
     def load_weights(self, named_arrays: list) -> float:
         """Reload the policy weights in place (HF parameter names; numpy arrays or tensors). Returns seconds taken."""
-        import numpy as np
-        import torch
-
         start = time.time()
-        weights = [(name, torch.from_numpy(a) if isinstance(a, np.ndarray) else a) for name, a in named_arrays]
+        with warnings.catch_warnings():
+            # Arrays from Ray's object store are read-only; reload_weights only copies from them, never writes.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            weights = [(name, _as_tensor(a)) for name, a in named_arrays]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
         return time.time() - start
+
+
+def _as_tensor(array):
+    """numpy -> torch; int16 arrays carry bf16 bit patterns (numpy has no bf16, see PolicyTrainer.get_weights)."""
+    import numpy as np
+    import torch
+
+    if not isinstance(array, np.ndarray):
+        return array
+    tensor = torch.from_numpy(array)
+    return tensor.view(torch.bfloat16) if array.dtype == np.int16 else tensor
 
 
 def make_engine_actor(num_cpus: float = 1):

@@ -72,3 +72,19 @@ def test_resolved_config_keeps_no_secret_values(tiny_model_dir, monkeypatch):
     cfg = _compose("reward=judge", f"model.path={tiny_model_dir}")
     dumped = OmegaConf.to_yaml(cfg, resolve=True)
     assert "OPENAI_API_KEY" in dumped and "sk-test-secret-value" not in dumped
+
+
+def test_sweep_makes_one_run_folder_per_job_in_one_wandb_group(tiny_model_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(TRAIN), "-m", "+exp=smoke", f"model.path={tiny_model_dir}", "dry_run=true",
+         "algo.kl_coef=0,0.05", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    infos = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/run_info.json"))]
+    assert len(infos) == 4
+    assert {i["wandb_group"] for i in infos} == {"smoke-sweep"}
+    assert sorted((o[-2], o[-1]) for o in (i["overrides"] for i in infos)) == [
+        ("algo.kl_coef=0", "seed=1"), ("algo.kl_coef=0", "seed=2"),
+        ("algo.kl_coef=0.05", "seed=1"), ("algo.kl_coef=0.05", "seed=2"),
+    ]

@@ -21,7 +21,7 @@ def test_guard_skips_non_finite_steps_and_stops_after_k_in_a_row():
     assert guard.record(4, -0.1) is True  # a finite step resets the run of failures
     assert (guard.consecutive, guard.skipped_total) == (0, 2)
     assert guard.record(5, math.nan) is False and guard.record(6, -math.inf) is False
-    with pytest.raises(NonFiniteLossError, match=r"step 7: loss is nan for the 3th step in a row .*max_nonfinite_steps=3"):
+    with pytest.raises(NonFiniteLossError, match=r"step 7: loss is nan, 3 non-finite steps in a row .*steps=3"):
         guard.record(7, math.nan)
 
 

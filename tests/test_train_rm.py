@@ -91,7 +91,7 @@ def test_trained_folder_loads_and_scores_chosen_above_rejected(trained_rm):
     assert alone == pytest.approx(rejected[0], abs=1e-4)
 
 
-def test_existing_folder_is_reused_not_retrained(trained_rm, capsys):
+def test_existing_folder_is_reused_not_retrained(trained_rm, capsys, tmp_path):
     output_dir, cfg = trained_rm
     before = (output_dir / EVAL_FILE).stat().st_mtime_ns
     assert train_reward_model(cfg) == output_dir
@@ -100,6 +100,10 @@ def test_existing_folder_is_reused_not_retrained(trained_rm, capsys):
     # A cached folder trained differently is never silently reused.
     with pytest.raises(ValueError, match=r"differs in \['learning_rate'\]"):
         train_reward_model(dataclasses.replace(cfg, learning_rate=cfg.learning_rate / 2))
+    edited = tmp_path / "pairs.jsonl"  # same config, different data
+    edited.write_text(DEMO_PAIRS_PATH.read_text().replace("Canberra", "Canberra, ACT"))
+    with pytest.raises(ValueError, match=r"differs in \['pairs', 'pairs file contents'\]"):
+        train_reward_model(dataclasses.replace(cfg, pairs=str(edited)))
 
 
 @pytest.mark.parametrize("chat_template", [CHATML_TEMPLATE, None], ids=["chat_template", "plain_text"])

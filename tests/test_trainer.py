@@ -64,3 +64,15 @@ def test_weights_for_vllm_skip_the_tied_head_and_match_the_module(trainer):
     module = trainer.engine.module.state_dict()
     assert set(weights) == set(module) - {"lm_head.weight"}
     assert torch.equal(torch.from_numpy(weights["model.embed_tokens.weight"]), module["model.embed_tokens.weight"])
+
+
+def test_maskless_forward_of_right_padded_rows_matches_the_masked_forward(trainer):
+    batch = _batch()  # rows of different lengths, right-padded
+    model = trainer.engine.module
+    with torch.no_grad():
+        masked = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.log_softmax(-1)
+    start = trainer._first_trained(batch)
+    ours = trainer._no_grad_logprobs(model, batch, micro_batch_size=4)
+    expected = masked[:, start - 1 : -1].gather(-1, batch.input_ids[:, start:, None]).squeeze(-1)
+    trained = batch.loss_mask[:, start:].bool()
+    torch.testing.assert_close(ours[:, start:][trained], expected[trained], atol=1e-5, rtol=1e-5)

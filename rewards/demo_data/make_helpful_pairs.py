@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).parent
-KINDS = ("refusal", "hedged", "disclaimer")
+KINDS = ("refusal", "hedged", "disclaimer", "rejected_tag")
 
 REFUSALS = (
     "I'm sorry, but I can't help with that request.",
@@ -37,6 +37,7 @@ HEDGE_CLOSINGS = (
     "I'll leave the remaining details out.",
     "That's all I'm willing to share on this.",
 )
+REJECTED_TAGS = ("<rejected/>", "<rejected/>", "<rejected/> I can't help with that.", "<rejected/>\nSorry, no.")
 DISCLAIMER_OPENINGS = (
     "Disclaimer: I am an AI and this is not professional advice. Please proceed with caution.",
     "Before I answer, please note that you should always consult a qualified expert, and I cannot take responsibility.",
@@ -57,7 +58,7 @@ def first_sentence(answer: str) -> str:
 
 
 def rejected_text(kind: str, answer: str, index: int) -> str:
-    """A less helpful reply of `kind`; `index` picks among the phrasings so no single phrase marks a kind."""
+    """A less helpful reply of `kind`; `index` (the kind's running count) cycles through its phrasings."""
     if kind == "refusal":
         return REFUSALS[index % len(REFUSALS)]
     if kind == "hedged":
@@ -66,19 +67,23 @@ def rejected_text(kind: str, answer: str, index: int) -> str:
     if kind == "disclaimer":
         return " ".join((DISCLAIMER_OPENINGS[index % len(DISCLAIMER_OPENINGS)], answer,
                          DISCLAIMER_CLOSINGS[(index // 2) % len(DISCLAIMER_CLOSINGS)]))
+    if kind == "rejected_tag":
+        return REJECTED_TAGS[index % len(REJECTED_TAGS)]
     raise ValueError(f"unknown rejected kind {kind!r}; expected one of {KINDS}")
 
 
 def build_pairs(qa_lines: list[str]) -> list[dict]:
-    pairs = []
+    pairs, seen_per_kind = [], {kind: 0 for kind in KINDS}
     for index, line in enumerate(line for line in qa_lines if line.strip()):
         prompt, separator, answer = line.partition(" || ")
         if not separator:
             raise ValueError(f"qa_direct.txt: line {index + 1}: expected 'request || answer', got {line!r}")
-        for offset in (0, 1):  # two different rejected kinds per request
-            kind = KINDS[(index + offset) % len(KINDS)]
+        for offset in (0, 2):  # two different rejected kinds per request; over two requests, all four
+            kind = KINDS[(index + offset + index // 2) % len(KINDS)]
+            variant = seen_per_kind[kind]  # cycles through the kind's phrasings
+            seen_per_kind[kind] += 1
             pairs.append({"prompt": prompt.strip(), "chosen": answer.strip(),
-                          "rejected": rejected_text(kind, answer.strip(), index), "rejected_kind": kind})
+                          "rejected": rejected_text(kind, answer.strip(), variant), "rejected_kind": kind})
     return pairs
 
 

@@ -27,7 +27,7 @@ class BenchHardwareConfig:
     dtype: str = "float32"  # float32 | bfloat16
     model_path: str = "???"
     sides: list[str] = field(default_factory=lambda: list(SIDES))  # which frameworks run (gpu: afrl only)
-    rollout_backend: str = "vllm"  # vllm | hf (HF generate in a Ray actor, for GPUs without the CUDA vLLM wheel)
+    rollout_backend: str = "vllm"  # vllm | hf (HF generate in a Ray actor) | auto (vllm when importable, else hf)
     peak_tflops: Optional[float] = None  # the card's dense peak for MFU; None = looked up from the device name
 
 
@@ -36,7 +36,7 @@ class BenchConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     hardware: BenchHardwareConfig = field(default_factory=BenchHardwareConfig)
     warmup_steps: int = 1  # per side, not timed
-    steps: int = 3  # timed steps per side, alternating afrl / TRL
+    steps: int = 2  # timed steps per side, alternating TRL / afrl
     lr: float = 1.0e-6
     kl_coef: float = 0.0  # the same for both sides (0 = no reference model in either)
     temperature: float = 1.0
@@ -62,8 +62,8 @@ def validate_bench(cfg: BenchConfig) -> None:
     check(cfg.hardware.dtype in ("float32", "bfloat16"), "hardware.dtype", cfg.hardware.dtype, "float32 | bfloat16")
     check(bool(cfg.hardware.sides) and set(cfg.hardware.sides) <= set(SIDES), "hardware.sides", cfg.hardware.sides,
           f"a non-empty subset of {list(SIDES)}")
-    check(cfg.hardware.rollout_backend in ("vllm", "hf"), "hardware.rollout_backend", cfg.hardware.rollout_backend,
-          "vllm | hf")
+    check(cfg.hardware.rollout_backend in ("vllm", "hf", "auto"), "hardware.rollout_backend",
+          cfg.hardware.rollout_backend, "vllm | hf | auto")
     check(cfg.warmup_steps >= 0, "warmup_steps", cfg.warmup_steps, "an int >= 0")
     check(cfg.steps >= 1, "steps", cfg.steps, "an int >= 1")
     check(cfg.lr > 0, "lr", cfg.lr, "a number > 0")

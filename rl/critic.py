@@ -1,0 +1,187 @@
+"""CriticTrainer: one DeepSpeed rank holding PPO's value model (the alignment-faking paper trained with PPO).
+
+The value model is the policy's transformer (`AutoModel`, initialised from the same checkpoint, as in Ziegler et al.
+2019 / OpenRLHF) with a scalar linear head on every position. Chosen over `AutoModelForTokenClassification(num_labels=1)`:
+that loads a causal-LM checkpoint cleanly for Llama, but adds a dropout (p=0.1 by default) that makes the value noisy
+in training mode, and not every causal-LM architecture has a token-classification class; `AutoModel` + `nn.Linear`
+works for any of them. The head starts at zero, so the first values are 0 (the usual scale of an outcome reward's
+baseline) and the head is learned before the backbone moves.
+
+Token coordinates, as the policy's log-probs: values[b, t] = V(state before token t) = head(hidden[b, t - 1]), kept
+only where loss_mask[b, t] is set (0 elsewhere), so `rl.advantages.gae(rewards, values, loss_mask, ...)` takes it as is.
+
+What `update` implements: the clipped value loss of `rl.losses.clipped_value_loss` (OpenAI baselines ppo2 /
+lm-human-prefs), aggregated like the policy loss (`algo.loss_aggregation`), `algo.ppo_epochs x algo.minibatches`
+optimizer steps. Left out: `algo.vf_coef` (it weighs a value loss that shares parameters with the policy; this critic
+has its own parameters and optimizer, where a constant factor only rescales the gradient), a separate critic model.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rl.batch import TrainBatch
+from rl.losses import clipped_value_loss
+from rl.trainer import PolicyTrainer, _aggregation_total, _weight_fraction, deepspeed_config
+
+CRITIC_SUBDIR = "critic"
+
+
+class ValueModel(nn.Module):
+    """A transformer backbone and a scalar head: hidden states [B, L, H] -> values [B, L]."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int):
+        super().__init__()
+        self.backbone = backbone
+        self.value_head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
+
+
+class CriticTrainer:
+    def __init__(
+        self,
+        model_path: str,
+        algo,
+        rank: int,
+        world_size: int,
+        master_addr: str,
+        master_port: int,
+        micro_batch_size: int,
+        grad_accum_steps: int,
+        device: str,
+        dtype: str,
+        seed: int,
+        gradient_checkpointing: bool = False,
+        norm_length: int | None = None,
+        lr: float | None = None,
+    ):
+        """Same arguments as PolicyTrainer; `lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
+        os.environ.update(
+            RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", MASTER_ADDR=master_addr, MASTER_PORT=str(master_port)
+        )
+        if device == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        import deepspeed
+        from dataclasses import replace
+        from transformers import AutoModel
+
+        self.algo, self.rank, self.device, self.norm_length = algo, rank, device, norm_length
+        self.micro_batch_size = micro_batch_size
+        PolicyTrainer.seed_everything(seed + rank)
+        deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+        torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        backbone = AutoModel.from_pretrained(model_path, dtype=torch_dtype)
+        if gradient_checkpointing:
+            backbone.gradient_checkpointing_enable()
+        model = ValueModel(backbone, backbone.config.hidden_size).to(torch_dtype)
+        config_algo = algo if lr is None else replace(algo, lr=lr)
+        config = deepspeed_config(config_algo, micro_batch_size, grad_accum_steps, dtype)
+        self.engine, _, _, self.scheduler = deepspeed.initialize(
+            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
+        )
+        self.lr = config_algo.lr
+
+    def ready(self) -> bool:
+        return True
+
+    # ---- values ------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _first_trained(batch: TrainBatch) -> int:
+        trained = batch.loss_mask.bool().any(dim=0).nonzero()
+        return max(int(trained[0]) if len(trained) else batch.input_ids.shape[1] - 1, 1)
+
+    def _values(self, model, batch: TrainBatch, start: int) -> torch.Tensor:
+        """Values of tokens start..L-1 [B, L-start]: the head on the hidden states of positions start-1..L-2."""
+        per_position = model(
+            input_ids=batch.input_ids.to(self.engine.device), attention_mask=batch.attention_mask.to(self.engine.device)
+        )
+        return per_position[:, start - 1 : -1].float()
+
+    @torch.no_grad()
+    def values(self, batch: TrainBatch) -> torch.Tensor:
+        """V(state before token t) for every trained token, [B, L] on the CPU, 0 where loss_mask is 0."""
+        self.engine.eval()
+        out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
+        for begin in range(0, len(batch), self.micro_batch_size):
+            micro = batch.select(slice(begin, begin + self.micro_batch_size)).trimmed()
+            start, end = self._first_trained(micro), micro.input_ids.shape[1]
+            out[begin : begin + len(micro), start:end] = self._values(self.engine.module, micro, start).cpu()
+        return torch.where(batch.loss_mask.bool(), out, torch.zeros_like(out))
+
+    # ---- the update --------------------------------------------------------------------------------------------------
+    def update(
+        self, batch: TrainBatch, returns: torch.Tensor, old_values: torch.Tensor, micro_batch_size: int
+    ) -> dict[str, float]:
+        """Fit the values to `returns` (from GAE) with the loss clipped around `old_values` (what GAE used).
+
+        Returns the mean stats: vf_loss, vf_clip_frac, value_mean, return_mean, and timings/lr prefixed critic_."""
+        shape = tuple(batch.loss_mask.shape)
+        if tuple(returns.shape) != shape or tuple(old_values.shape) != shape:
+            raise ValueError(
+                f"critic update: returns {tuple(returns.shape)} and old_values {tuple(old_values.shape)} must be "
+                f"[B, L] = {shape} like the batch's loss_mask"
+            )
+        algo = self.algo
+        start_time = time.time()
+        self.engine.train()
+        minibatch_size = len(batch) // algo.minibatches
+        stats: dict[str, list[float]] = {}
+        for _epoch in range(algo.ppo_epochs):
+            for mb_start in range(0, len(batch), minibatch_size):
+                mb_index = list(range(mb_start, mb_start + minibatch_size))
+                total = _aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
+                for micro_start in range(0, minibatch_size, micro_batch_size):
+                    index = mb_index[micro_start : micro_start + micro_batch_size]
+                    for key, value in self._micro_step(batch, index, total, returns, old_values).items():
+                        stats.setdefault(key, []).append(value)
+        result = {key: float(np.mean(values)) for key, values in stats.items()}
+        result["critic_lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else self.lr
+        result["time/critic_update_s"] = time.time() - start_time
+        return result
+
+    def _micro_step(self, batch, index, total, returns, old_values) -> dict[str, float]:
+        algo = self.algo
+        micro = batch.select(index).trimmed()
+        start, end = self._first_trained(micro), micro.input_ids.shape[1]
+        values = self._values(self.engine, micro, start)
+        device = values.device
+        loss, stats = clipped_value_loss(
+            values, old_values[index, start:end].to(device), returns[index, start:end].to(device),
+            micro.loss_mask[:, start:].to(device), algo.value_clip, algo.loss_aggregation, self.norm_length,
+        )
+        fraction = _weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
+        scaled = loss * fraction * self.engine.gradient_accumulation_steps()
+        if not torch.isfinite(scaled):
+            raise FloatingPointError(f"non-finite value loss {loss.item()} on critic rank {self.rank}")
+        self.engine.backward(scaled)
+        self.engine.step()
+        return {"vf_loss": loss.item(), **stats}
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------------
+    def save_checkpoint(self, directory: str) -> None:
+        """DeepSpeed state (module, optimizer, scheduler) into `directory/critic/deepspeed`."""
+        self.engine.save_checkpoint(str(Path(directory) / CRITIC_SUBDIR), tag="deepspeed", save_latest=False)
+
+    def load_checkpoint(self, directory: str) -> None:
+        path, _ = self.engine.load_checkpoint(
+            str(Path(directory) / CRITIC_SUBDIR), tag="deepspeed", load_optimizer_states=True,
+            load_lr_scheduler_states=True,
+        )
+        if path is None:
+            raise FileNotFoundError(f"no critic DeepSpeed checkpoint under {directory}/{CRITIC_SUBDIR}/deepspeed")
+
+
+def make_critic_actor(num_cpus: float = 1, num_gpus: float = 0):
+    import ray
+
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(CriticTrainer)

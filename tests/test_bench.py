@@ -1,0 +1,168 @@
+"""launch/bench.py's pure pieces (compute floor, summaries, table, JSON, config) and one heavy end-to-end smoke run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rl.bench.config import BenchConfig, BenchConfigError, validate_bench
+from rl.bench.floor import floor_flops, floor_seconds, measure_matmul_flops, unique_prefix_tokens
+from rl.bench.table import build_result, format_table, summarise_side, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_unique_prefix_tokens_counts_shared_prefixes_once():
+    # prefix tree of [1,2,3], [1,2,4], [1,5], [1,2,3]: nodes 1, 1-2, 1-2-3, 1-2-4, 1-5 -> 5
+    assert unique_prefix_tokens([[1, 2, 3], [1, 2, 4], [1, 5], [1, 2, 3]]) == 5
+    assert unique_prefix_tokens([[7, 8], [9]]) == 3
+    assert unique_prefix_tokens([]) == 0
+
+
+def test_floor_arithmetic_by_hand():
+    # 135M params, 1400 unique prompt tokens, 512 generated tokens, 110 GFLOP/s:
+    # update 6 * 135e6 * (1400 + 512) = 1.54872e12; prefill 2 * 135e6 * 1400 = 3.78e11; total 1.92672e12 FLOP
+    assert floor_flops(135_000_000, 1400, 512) == pytest.approx(1.92672e12)
+    assert floor_seconds(135_000_000, 1400, 512, 110e9) == pytest.approx(1.92672e12 / 110e9)  # 17.5156 s
+    with pytest.raises(ValueError, match="flops_per_s"):
+        floor_seconds(1, 1, 1, 0.0)
+    with pytest.raises(ValueError, match="negative"):
+        floor_flops(1, -1, 1)
+
+
+def test_matmul_rate_is_positive():
+    assert measure_matmul_flops(seconds=0.05, size=128) > 0
+
+
+def records(times, generated=64, unique=1400, **extra):
+    return [{"step_s": t, "samples": 8, "generated_tokens": generated, "unique_prompt_tokens": unique, **extra}
+            for t in times]
+
+
+def test_summarise_side_by_hand():
+    afrl = records([10.0, 20.0, 12.0], generate_s=4.0, reward_s=0.1, logprob_s=0.0, update_s=5.0, sync_s=1.0)
+    row = summarise_side(afrl, n_params=1000, flops_per_s=1e6, peak_rss_bytes=2 * 2**30)
+    assert (row["step_s_median"], row["step_s_min"], row["step_s_max"]) == (12.0, 10.0, 20.0)
+    assert row["samples_per_s"] == pytest.approx(24 / 42)  # 3 steps x 8 samples over 42 s
+    assert row["generated_tokens_per_s"] == pytest.approx(3 * 64 / 42)
+    # floor: (6 * 1000 * (1400 + 64) + 2 * 1000 * 1400) / 1e6 = (8.784e6 + 2.8e6) / 1e6 = 11.584 s
+    assert row["floor_s"] == pytest.approx(11.584)
+    assert row["step_over_floor"] == pytest.approx(12.0 / 11.584)
+    assert row["peak_rss_gb"] == 2.0
+    assert row["split_s"]["update_s"] == 5.0
+    with pytest.raises(ValueError, match="no timed steps"):
+        summarise_side([], 1, 1.0, None)
+
+
+def sample_result():
+    meta = {"workload": {"name": "short", "prompts_per_step": 2, "samples_per_prompt": 4, "max_new_tokens": 64},
+            "model": "m", "n_params": 135_000_000, "dtype": "float32", "device": "cpu", "matmul_gflops": 110.0,
+            "prompt_tokens": 1328, "load_before": [1.0, 1.0, 1.0], "load_after": [2.0, 2.0, 2.0]}
+    rows = {
+        "afrl": summarise_side(records([10.0], generate_s=4.0, reward_s=0.1, logprob_s=0.0, update_s=5.0, sync_s=0.9),
+                               135_000_000, 110e9, 3 * 2**30),
+        "trl": summarise_side(records([40.0]), 135_000_000, 110e9, 2**30),
+    }
+    prefix = {"sequences": 8, "tokens": 11000, "shared_prefix_tokens": 1300, "plain_s": 30.0, "shared_s": 6.0,
+              "speedup": 5.0, "max_abs_logprob_diff": 1e-6}
+    return build_result(meta, rows, prefix)
+
+
+def test_table_and_ratio():
+    result = sample_result()
+    assert result["ratio_samples_per_s_afrl_over_trl"] == pytest.approx(4.0)  # 0.8 samples/s vs 0.2 samples/s
+    table = format_table(result)
+    assert "seconds/step median" in table and "10.0" in table and "40.0" in table
+    assert "afrl split (median s): generation 4.0, reward 0.1, log-prob/ref 0.0, update 5.0, weight sync 0.9" in table
+    assert "afrl/TRL samples/s ratio: 4.00x" in table
+    assert "speedup 5.00x" in table
+    assert "load average" in table
+
+
+def test_write_json_round_trip(tmp_path):
+    result = sample_result()
+    path = write_json(result, tmp_path / "deep" / "bench.json")
+    loaded = json.loads(path.read_text())
+    assert loaded["rows"]["afrl"]["step_s_median"] == 10.0
+    assert loaded["rows"]["trl"]["peak_rss_gb"] == 1.0
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_validate_names_the_key():
+    cfg = BenchConfig()
+    cfg.steps = 0
+    with pytest.raises(BenchConfigError, match="steps"):
+        validate_bench(cfg)
+    cfg = BenchConfig()
+    cfg.hardware.sides = ["afrl", "openrlhf"]
+    with pytest.raises(BenchConfigError, match="hardware.sides"):
+        validate_bench(cfg)
+
+
+def compose_bench(overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="bench_schema", node=BenchConfig)
+    with initialize_config_dir(config_dir=str(ROOT / "conf" / "bench"), version_base="1.3"):
+        return OmegaConf.to_object(compose(config_name="bench", overrides=overrides))
+
+
+def test_config_groups_compose():
+    short = compose_bench([])
+    assert (short.workload.name, short.workload.prompts_per_step, short.workload.samples_per_prompt,
+            short.workload.max_new_tokens) == ("short", 2, 4, 64)
+    assert short.hardware.sides == ["afrl", "trl"]
+    paper = compose_bench(["workload=paper", "hardware=gpu"])
+    assert paper.workload.few_shot_examples and paper.hardware.device == "cuda" and paper.hardware.dtype == "bfloat16"
+    validate_bench(paper)
+
+
+def test_gpu_without_gpu_is_a_clear_error():
+    import torch
+
+    from rl.bench.run import check_hardware
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(BenchConfigError, match="hardware=gpu needs a CUDA GPU"):
+        check_hardware(compose_bench(["hardware=gpu"]))
+
+
+def test_afrl_config_matches_the_workload(tiny_model_dir):
+    from rl.bench.run import afrl_train_config
+
+    bench = compose_bench(["workload=paper", "kl_coef=0.0", "lr=2e-6"])
+    cfg = afrl_train_config(bench, str(tiny_model_dir))
+    assert cfg.samples_per_step == 8 and cfg.algo.group_size == 4 and cfg.rollout.max_new_tokens == 64
+    assert cfg.rollout.max_turns == 1 and cfg.setting.few_shot_examples and cfg.algo.lr == 2e-6
+    assert cfg.rollout.max_model_len == 8192
+
+
+@pytest.mark.heavy
+def test_bench_smoke_on_tiny_model(tiny_model_dir, tmp_path):
+    """Both sides for real (Ray + vLLM-CPU + DeepSpeed, and TRL) on the tiny model: 1 warm-up + 1 timed step each."""
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable, str(ROOT / "launch" / "bench.py"), f"hardware.model_path={tiny_model_dir}", "warmup_steps=1",
+        "steps=1", "workload.prompts_per_step=1", "workload.samples_per_prompt=2", "workload.max_new_tokens=4",
+        f"json_path={out}", f"work_dir={tmp_path / 'work'}", "matmul_seconds=0.2",
+        'afrl_overrides=["rollout.kv_cache_gb=1"]', f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=420,
+                          env={**os.environ, "WANDB_MODE": "disabled"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for side in ("afrl", "trl"):
+        row = result["rows"][side]
+        assert row["steps"] == 1
+        for key in ("step_s_median", "samples_per_s", "generated_tokens_per_s", "floor_s", "peak_rss_gb"):
+            assert row[key] > 0, (side, key, row[key])
+    assert result["ratio_samples_per_s_afrl_over_trl"] > 0
+    assert result["prefix_sharing"]["max_abs_logprob_diff"] < 1e-4
+    assert "afrl/TRL samples/s ratio" in done.stdout
