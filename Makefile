@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.afrl-installed
 export WANDB_MODE ?= offline
 export VLLM_CPU_KVCACHE_SPACE ?= 2
 
-.PHONY: install model train test test-fast clean
+.PHONY: install model reward-model train test test-fast clean
 
 install: $(INSTALLED)
 
@@ -21,7 +21,11 @@ $(INSTALLED): pyproject.toml
 model: $(INSTALLED)
 	$(BIN)/python launch/fetch_model.py
 
-train: model
+# The CPU default's reward model: trained once from the policy's backbone on the project's preference pairs, cached.
+reward-model: model
+	$(BIN)/python launch/train_rm.py +rm=demo
+
+train: reward-model
 	$(BIN)/python launch/train.py +exp=helpful_only_cpu
 
 test: model

@@ -67,7 +67,7 @@ class RewardModelScorer:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                cfg.model_path, torch_dtype=getattr(torch, cfg.dtype))
+                cfg.model_path, dtype=getattr(torch, cfg.dtype))
         except OSError as err:
             raise ValueError(f"reward.rm.model_path: cannot load a sequence-classification model from "
                              f"{cfg.model_path!r}: {err}") from err

@@ -50,6 +50,7 @@ class AlgoConfig:
     entropy_coef: float = 0.0  # entropy bonus weight; 0 = entropy only logged
     tis_cap: Optional[float] = 2.0  # truncated importance sampling cap (Yao et al. 2025); None = off
     lr: float = 1e-6
+    critic_lr: Optional[float] = None  # ppo: the value model's learning rate (None = lr); critics usually learn faster
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     warmup_steps: int = 0
@@ -104,6 +105,8 @@ class AlgoConfig:
                 f"algo.tis_cap must be >= 1 or null (a cap below 1 down-weights even exact matches), got {self.tis_cap}"
             )
         _positive("lr", self.lr)
+        if self.critic_lr is not None:
+            _positive("critic_lr", self.critic_lr)
         _at_least("weight_decay", self.weight_decay, 0)
         _positive("max_grad_norm", self.max_grad_norm)
         _at_least("warmup_steps", self.warmup_steps, 0)

@@ -16,7 +16,7 @@ class TrainBatch:
     attention_mask: torch.Tensor  # [B, L] long
     loss_mask: torch.Tensor  # [B, L] float
     sampler_logprobs: torch.Tensor  # [B, L] float, vLLM's log-prob of each trained token
-    advantages: torch.Tensor  # [B] float
+    advantages: torch.Tensor  # [B] per sequence (GRPO family) or [B, L] per token (PPO/GAE), float
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -30,7 +30,8 @@ class TrainBatch:
     def trimmed(self) -> "TrainBatch":
         """Drop the columns that are padding in every row (a micro-batch is often shorter than the whole batch)."""
         length = int(self.attention_mask.sum(dim=1).max().item())
-        return TrainBatch(*(t[:, :length] for t in self.tensors()[:4]), self.advantages)
+        advantages = self.advantages[:, :length] if self.advantages.dim() == 2 else self.advantages
+        return TrainBatch(*(t[:, :length] for t in self.tensors()[:4]), advantages)
 
 
 def collate(samples: list[Sample], advantages: list[float], pad_token_id: int) -> TrainBatch:

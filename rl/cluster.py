@@ -62,6 +62,7 @@ class Cluster:
     trainers: list
     start_seconds: float
     step_timeout_s: float = 3600.0  # any call across the actors: a dead or stuck actor raises, never hangs
+    critic: object | None = None  # PPO's value model (its own DeepSpeed actor), None for GRPO-family algorithms
 
     def _all(self, refs: list, what: str) -> list:
         return get_all_or_raise(refs, self.step_timeout_s, what)
@@ -77,8 +78,18 @@ class Cluster:
         refs = [t.update.remote(shard, micro_batch_size, kl_coef) for t, shard in zip(self.trainers, shards)]
         return self._all(refs, "update")
 
-    def sequence_kl(self, shards: list, micro_batch_size: int) -> list[list[float]]:
-        return self._all([t.sequence_kl.remote(s, micro_batch_size) for t, s in zip(self.trainers, shards)], "ref")
+    def kl_to_reference(self, shards: list, micro_batch_size: int) -> list:
+        return self._all([t.kl_to_reference.remote(s, micro_batch_size) for t, s in zip(self.trainers, shards)], "ref")
+
+    def values(self, batch) -> "torch.Tensor":
+        return self._all([self.critic.values.remote(batch)], "critic values")[0]
+
+    def start_critic_update(self, batch, returns, values, micro_batch_size: int):
+        """Launch the critic's update; it runs beside the policy update. Collect it with `wait`."""
+        return self.critic.update.remote(batch, returns, values, micro_batch_size)
+
+    def wait(self, ref, what: str):
+        return self._all([ref], what)[0]
 
     def sync_weights(self, timeout_s: float) -> float:
         """Rank 0's weights -> every engine, through the object store once. A timeout raises instead of hanging."""
@@ -89,15 +100,18 @@ class Cluster:
         return time.time() - start
 
     def save(self, directory: str) -> None:
-        self._all([t.save_checkpoint.remote(directory) for t in self.trainers], "checkpoint save")
+        self._all([a.save_checkpoint.remote(directory) for a in self._learners()], "checkpoint save")
 
     def load(self, directory: str) -> None:
-        self._all([t.load_checkpoint.remote(directory) for t in self.trainers], "checkpoint load")
+        self._all([a.load_checkpoint.remote(directory) for a in self._learners()], "checkpoint load")
+
+    def _learners(self) -> list:
+        return self.trainers + ([self.critic] if self.critic is not None else [])
 
     def shutdown(self) -> None:
         import ray
 
-        for actor in self.engines + self.trainers:
+        for actor in self.engines + self._learners():
             ray.kill(actor)
 
 
@@ -134,6 +148,18 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
         )
         for rank in range(cfg.trainer.world_size if with_trainers else 0)
     ]
-    get_all_or_raise([e.ready.remote() for e in engines] + [t.ready.remote() for t in trainers],
-                     cfg.fault.step_timeout_s, "starting the engines and trainers")
-    return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s)
+    critic = None
+    if with_trainers and cfg.algo.uses_critic:
+        from rl.critic import make_critic_actor
+
+        # One critic rank sees the whole batch: its micro-batches split each minibatch of all samples.
+        critic_minibatch = cfg.samples_per_step // cfg.algo.minibatches
+        critic_micro = min(cfg.trainer.micro_batch_size, critic_minibatch)
+        critic = make_critic_actor(num_cpus=1, num_gpus=1 if hardware.device == "cuda" else 0).remote(
+            model_path, cfg.algo, 0, 1, master, free_port(), critic_micro, critic_minibatch // critic_micro,
+            hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
+            cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.algo.critic_lr,
+        )
+    actors = engines + trainers + ([critic] if critic is not None else [])
+    get_all_or_raise([a.ready.remote() for a in actors], cfg.fault.step_timeout_s, "starting the engines and trainers")
+    return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic)

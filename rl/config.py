@@ -173,7 +173,6 @@ def validate(cfg: TrainConfig) -> None:
     _check(per_minibatch == int(per_minibatch) and per_minibatch % min(t.micro_batch_size, per_minibatch) == 0,
            "trainer.micro_batch_size", t.micro_batch_size,
            f"a divisor of the {per_minibatch:g} sequences per rank and minibatch")
-    _check(cfg.algo.name == "grpo", "algo.name", cfg.algo.name, "grpo (the PPO critic path is not wired into the loop yet)")
     e = cfg.eval
     _check(e.every >= 0, "eval.every", e.every, "an int >= 0")
     _check(e.n >= 0, "eval.n", e.n, "an int >= 0")

@@ -17,6 +17,8 @@ import torch
 
 from rl import checkpoint as ckpt
 from rl.advantages import group_advantages, rloo_advantages
+from rl.losses import masked_mean
+from rl.ppo import gae_advantages
 from rl.batch import collate, shard_indices
 from rl.cluster import Cluster
 from rl.config import TrainConfig
@@ -53,36 +55,47 @@ def score(reward, samples) -> tuple[list[float], dict[str, float]]:
     return result.scores, stats
 
 
-def advantages(cfg: TrainConfig, scores: list[float]) -> torch.Tensor:
-    rewards = torch.tensor(scores, dtype=torch.float32)
-    if cfg.algo.advantage == "rloo":
-        return rloo_advantages(rewards, cfg.algo.group_size)
-    return group_advantages(rewards, cfg.algo.group_size, scale_by_std=cfg.algo.uses_std)
+def make_batch(cfg: TrainConfig, samples, pad_token_id: int):
+    """The step's padded batch and each trainer rank's share of it: (batch, [(sample rows, rank batch), ...])."""
+    batch = collate(samples, [0.0] * len(samples), pad_token_id)
+    return batch, [(rows, batch.select(rows)) for rows in shard_indices(len(samples), cfg.trainer.world_size)]
 
 
-def make_shards(cfg: TrainConfig, samples, pad_token_id: int) -> tuple[list[list[int]], list]:
-    """Per-rank padded batches (advantages filled in by `update`) and the sample indices of each."""
-    index = shard_indices(len(samples), cfg.trainer.world_size)
-    return index, [collate([samples[i] for i in rows], [0.0] * len(rows), pad_token_id) for rows in index]
-
-
-def kl_penalty(cluster: Cluster, cfg: TrainConfig, shards) -> list[float]:
-    """Per-sample summed KL(pi || ref), in sample order (for algo.kl_in=reward)."""
-    index, batches = shards
-    per_rank = cluster.sequence_kl(batches, cfg.trainer.micro_batch_size)
-    kl = [0.0] * sum(len(rows) for rows in index)
-    for rows, values in zip(index, per_rank):
-        for row, value in zip(rows, values):
-            kl[row] = value
+def kl_to_reference(cluster: Cluster, cfg: TrainConfig, batch, shards) -> torch.Tensor:
+    """Per-token KL(pi || ref) of the sampled tokens [B, L], gathered from the ranks (for algo.kl_in=reward)."""
+    kl = torch.zeros(batch.loss_mask.shape)
+    for (rows, _), part in zip(shards, cluster.kl_to_reference([b for _, b in shards], cfg.trainer.micro_batch_size)):
+        kl[rows] = part
     return kl
 
 
-def update(cluster: Cluster, cfg: TrainConfig, shards, adv: torch.Tensor, kl_coef: float) -> dict[str, float]:
-    index, batches = shards
-    for rows, batch in zip(index, batches):
-        batch.advantages = adv[rows].clone()
-    per_rank = cluster.update(batches, cfg.trainer.micro_batch_size, kl_coef)
-    return {key: sum(r[key] for r in per_rank) / len(per_rank) for key in per_rank[0]}
+def advantages(run: Run, batch, scores: list[float], kl_tokens: torch.Tensor | None):
+    """GRPO family: one advantage per sample from its group. PPO: per-token GAE with the critic's values, whose own
+    update starts here and runs beside the policy's. Returns (advantages, pending critic update or None)."""
+    cfg, kl_coef = run.cfg, run.kl_ctl.value
+    rewards = torch.tensor(scores, dtype=torch.float32)
+    if cfg.algo.uses_critic:
+        values = run.cluster.values(batch)
+        adv, returns = gae_advantages(rewards, values, batch.loss_mask, kl_tokens, kl_coef, cfg.algo.gamma,
+                                      cfg.algo.lam, cfg.algo.whiten_advantages)
+        return adv, run.cluster.start_critic_update(batch, returns, values, cfg.trainer.micro_batch_size)
+    if kl_tokens is not None:
+        rewards = rewards - kl_coef * kl_tokens.sum(dim=1)
+    if cfg.algo.advantage == "rloo":
+        return rloo_advantages(rewards, cfg.algo.group_size), None
+    return group_advantages(rewards, cfg.algo.group_size, scale_by_std=cfg.algo.uses_std), None
+
+
+def update(run: Run, shards, adv: torch.Tensor, critic_update) -> dict[str, float]:
+    """The policy update on every rank (and the critic's, already running, collected here). Mean stats over ranks."""
+    for rows, rank_batch in shards:
+        rank_batch.advantages = adv[rows].clone()
+    loss_kl_coef = run.kl_ctl.value if run.cfg.algo.kl_in == "loss" else 0.0
+    per_rank = run.cluster.update([b for _, b in shards], run.cfg.trainer.micro_batch_size, loss_kl_coef)
+    stats = {key: sum(r[key] for r in per_rank) / len(per_rank) for key in per_rank[0]}
+    if critic_update is not None:
+        stats.update(run.cluster.wait(critic_update, "critic update"))
+    return stats
 
 
 def rl_step(run: Run, step: int, timer) -> dict[str, float]:
@@ -92,19 +105,17 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
     _record_data_order(run.run_dir, step, requests)
     samples = timer.time("generate", run.cluster.generate, prompts, sampling_spec(cfg, step))
     scores, stats = timer.time("reward", score, run.reward, samples)
-    shards = make_shards(cfg, samples, run.tokenizer.pad_token_id or 0)
-    shaped = scores
+    batch, shards = make_batch(cfg, samples, run.tokenizer.pad_token_id or 0)
+    kl_tokens = None
     if cfg.algo.kl_in == "reward" and kl_ctl.value > 0:
-        kl = timer.time("ref", kl_penalty, run.cluster, cfg, shards)
-        shaped = [s - kl_ctl.value * k for s, k in zip(scores, kl)]
-        stats["train/kl_response_sum"] = sum(kl) / len(kl)
-    adv = advantages(cfg, shaped)
-    loss_kl_coef = kl_ctl.value if cfg.algo.kl_in == "loss" else 0.0
-    train_stats = timer.time("update", update, run.cluster, cfg, shards, adv, loss_kl_coef)
+        kl_tokens = timer.time("ref", kl_to_reference, run.cluster, cfg, batch, shards)
+        stats["train/kl_response_sum"] = float(kl_tokens.sum(dim=1).mean())
+    adv, critic_update = timer.time("advantages", advantages, run, batch, scores, kl_tokens)
+    train_stats = timer.time("update", update, run, shards, adv, critic_update)
     timer.time("sync", run.cluster.sync_weights, cfg.rollout.sync_timeout_s)
     kl_ctl.update(stats.get("train/kl_response_sum", train_stats.get("kl_response_sum", 0.0)), len(samples))
     run.guard.record(step, float("nan") if train_stats["nonfinite"] > 0 else train_stats["loss"])  # raises after K
-    return {**step_metrics(samples, scores, adv, kl_ctl.value), **stats,
+    return {**step_metrics(samples, scores, adv, batch.loss_mask, kl_ctl.value), **stats,
             **{k if k.startswith("time/") else f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds()}
 
 
@@ -175,12 +186,13 @@ def maybe_checkpoint(run: Run, step: int, final: bool = False) -> None:
         log.info("checkpoint %s", ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, c.keep_last))
 
 
-def step_metrics(samples, scores: list[float], adv: torch.Tensor, kl_coef: float) -> dict[str, float]:
+def step_metrics(samples, scores: list[float], adv: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> dict:
     n = len(samples)
+    per_token = adv.dim() == 2  # PPO: advantages of trained tokens
     return {
         "train/reward_mean": sum(scores) / n,
         "train/reward_std": float(torch.tensor(scores).std(unbiased=False)),
-        "train/advantage_abs_mean": float(adv.abs().mean()),
+        "train/advantage_abs_mean": float(masked_mean(adv.abs(), mask) if per_token else adv.abs().mean()),
         "train/kl_coef": kl_coef,
         "train/response_len": sum(s.n_generated for s in samples) / n,
         "train/turns_mean": sum(s.n_turns for s in samples) / n,

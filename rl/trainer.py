@@ -147,12 +147,12 @@ class PolicyTrainer:
 
     # ---- the update --------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sequence_kl(self, batch: TrainBatch, micro_batch_size: int) -> list[float]:
-        """Per-sequence KL(pi || ref) summed over trained tokens with the k1 estimator (log pi - log ref of the sampled
-        tokens): the penalty subtracted from the reward when algo.kl_in=reward (Ziegler et al. 2019)."""
+    def kl_to_reference(self, batch: TrainBatch, micro_batch_size: int) -> torch.Tensor:
+        """Per-token KL(pi || ref) estimates of the sampled tokens, [B, L] in token coordinates (0 where untrained),
+        for algo.kl_in=reward: summed into a sequence penalty (GRPO) or added per token (PPO, Ziegler et al. 2019)."""
         policy = self._no_grad_logprobs(self.engine.module, batch, micro_batch_size)
         reference = self._no_grad_logprobs(self.reference, batch, micro_batch_size)
-        return ((policy - reference) * batch.loss_mask).sum(dim=1).tolist()
+        return kl_estimate(policy, reference, self.algo.kl_estimator) * batch.loss_mask
 
     def update(self, batch: TrainBatch, micro_batch_size: int, kl_coef: float = 0.0) -> dict[str, float]:
         """One RL update on this rank's shard: ppo_epochs x minibatches optimizer steps. Returns mean stats.
@@ -199,8 +199,9 @@ class PolicyTrainer:
         is_weights, is_stats = (None, {})
         if algo.tis_cap is not None:
             is_weights, is_stats = truncated_is_weights(old, sampler, mask, algo.tis_cap)
+        advantages = micro.advantages if micro.advantages.dim() == 1 else micro.advantages[:, start:]
         policy_loss, loss_stats = clipped_policy_loss(
-            logprobs, old, micro.advantages.to(logprobs.device), mask, algo.clip_low, algo.clip_high,
+            logprobs, old, advantages.to(logprobs.device), mask, algo.clip_low, algo.clip_high,
             algo.loss_aggregation, is_weights=is_weights, norm_length=self.norm_length,
         )
         loss = policy_loss

