@@ -81,7 +81,7 @@ class Cluster:
     def kl_to_reference(self, shards: list, micro_batch_size: int) -> list:
         return self._all([t.kl_to_reference.remote(s, micro_batch_size) for t, s in zip(self.trainers, shards)], "ref")
 
-    def values(self, batch) -> "torch.Tensor":
+    def values(self, batch):
         return self._all([self.critic.values.remote(batch)], "critic values")[0]
 
     def start_critic_update(self, batch, returns, values, micro_batch_size: int):

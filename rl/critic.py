@@ -17,7 +17,6 @@ has its own parameters and optimizer, where a constant factor only rescales the 
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from torch import nn
 
 from rl.batch import TrainBatch
 from rl.losses import clipped_value_loss
-from rl.trainer import PolicyTrainer, _aggregation_total, _weight_fraction, deepspeed_config
+from rl.deepspeed_rank import aggregation_total, deepspeed_config, init_rank, weight_fraction
 
 CRITIC_SUBDIR = "critic"
 
@@ -66,19 +65,13 @@ class CriticTrainer:
         lr: float | None = None,
     ):
         """Same arguments as PolicyTrainer; `lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
-        os.environ.update(
-            RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", MASTER_ADDR=master_addr, MASTER_PORT=str(master_port)
-        )
-        if device == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
         import deepspeed
         from dataclasses import replace
         from transformers import AutoModel
 
         self.algo, self.rank, self.device, self.norm_length = algo, rank, device, norm_length
         self.micro_batch_size = micro_batch_size
-        PolicyTrainer.seed_everything(seed + rank)
-        deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+        init_rank(rank, world_size, master_addr, master_port, device, seed)
         torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
         backbone = AutoModel.from_pretrained(model_path, dtype=torch_dtype)
         if gradient_checkpointing:
@@ -139,7 +132,7 @@ class CriticTrainer:
         for _epoch in range(algo.ppo_epochs):
             for mb_start in range(0, len(batch), minibatch_size):
                 mb_index = list(range(mb_start, mb_start + minibatch_size))
-                total = _aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
+                total = aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
                 for micro_start in range(0, minibatch_size, micro_batch_size):
                     index = mb_index[micro_start : micro_start + micro_batch_size]
                     for key, value in self._micro_step(batch, index, total, returns, old_values).items():
@@ -159,7 +152,7 @@ class CriticTrainer:
             values, old_values[index, start:end].to(device), returns[index, start:end].to(device),
             micro.loss_mask[:, start:].to(device), algo.value_clip, algo.loss_aggregation, self.norm_length,
         )
-        fraction = _weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
+        fraction = weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
         if not torch.isfinite(scaled):
             raise FloatingPointError(f"non-finite value loss {loss.item()} on critic rank {self.rank}")

@@ -9,7 +9,6 @@ reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-t
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -18,48 +17,11 @@ import numpy as np
 import torch
 
 from rl.batch import TrainBatch
+from rl.deepspeed_rank import aggregation_total, deepspeed_config, init_rank, weight_fraction
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
 from rl.logprobs import token_logprobs
 from rl.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
-
-
-def deepspeed_config(algo, micro_batch_size: int, grad_accum_steps: int, dtype: str) -> dict:
-    config = {
-        "train_micro_batch_size_per_gpu": micro_batch_size,
-        "gradient_accumulation_steps": grad_accum_steps,
-        "gradient_clipping": algo.max_grad_norm,
-        "zero_optimization": {"stage": 2},
-        # torch_adam: DeepSpeed's fused CPU Adam would need a compiled op; plain torch AdamW runs everywhere.
-        "optimizer": {"type": "AdamW", "params": {"lr": algo.lr, "weight_decay": algo.weight_decay, "torch_adam": True}},
-        "bf16": {"enabled": dtype == "bfloat16"},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    if algo.warmup_steps > 0:  # otherwise a constant learning rate (WarmupLR would start at 0)
-        config["scheduler"] = {
-            "type": "WarmupLR",
-            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": algo.lr, "warmup_num_steps": algo.warmup_steps,
-                       "warmup_type": "linear"},
-        }
-    return config
-
-
-def _weight_fraction(mask: torch.Tensor, total: float, aggregation: str) -> float:
-    """Share of a minibatch's loss that one micro-batch carries, so micro-batch losses add up to the minibatch loss."""
-    if aggregation == "token_mean":
-        return float(mask.sum().item()) / total
-    if aggregation == "seq_mean_token_mean":
-        return float(mask.bool().any(dim=1).sum().item()) / total
-    return mask.shape[0] / total  # seq_mean_token_sum_norm: a mean over all sequences
-
-
-def _aggregation_total(mask: torch.Tensor, aggregation: str) -> float:
-    if aggregation == "token_mean":
-        return max(float(mask.sum().item()), 1.0)
-    if aggregation == "seq_mean_token_mean":
-        return max(float(mask.bool().any(dim=1).sum().item()), 1.0)
-    return float(mask.shape[0])
 
 
 class PolicyTrainer:
@@ -80,19 +42,12 @@ class PolicyTrainer:
         norm_length: int | None = None,
         temperature: float = 1.0,
     ):
-        os.environ.update(
-            RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", MASTER_ADDR=master_addr, MASTER_PORT=str(master_port)
-        )
-        # Ray pins OMP_NUM_THREADS=1 in actors; generation and training alternate, so training may use every core.
-        if device == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
         import deepspeed
         from transformers import AutoModelForCausalLM
 
         self.algo, self.rank, self.device = algo, rank, device
         self.norm_length, self.temperature = norm_length, temperature
-        self.seed_everything(seed + rank)
-        deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+        init_rank(rank, world_size, master_addr, master_port, device, seed)
         torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
         if gradient_checkpointing:
@@ -109,12 +64,6 @@ class PolicyTrainer:
 
     def ready(self) -> bool:
         return True
-
-    @staticmethod
-    def seed_everything(seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
 
     # ---- forward helpers -------------------------------------------------------------------------------------------
     # Log-probs live in token coordinates: lp[b, t] = log p(token t | tokens < t), 0 where t is not trained. Logits are
@@ -176,7 +125,7 @@ class PolicyTrainer:
         for _epoch in range(algo.ppo_epochs):
             for mb_start in range(0, len(batch), minibatch_size):
                 mb_index = list(range(mb_start, mb_start + minibatch_size))
-                total = _aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
+                total = aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
                 for micro_start in range(0, minibatch_size, micro_batch_size):
                     index = mb_index[micro_start : micro_start + micro_batch_size]
                     micro_stats = self._micro_step(batch, index, total, old_logprobs, ref_logprobs)
@@ -222,7 +171,7 @@ class PolicyTrainer:
         if is_weights is None:  # with TIS on, tis_abs_logprob_diff_mean already reports the mismatch
             stats["tis_abs_logprob_diff_mean"] = masked_mean((logprobs.detach() - sampler).abs(), mask).item()
         # DeepSpeed divides by gradient_accumulation_steps; scale so the micro losses sum to the minibatch loss.
-        fraction = _weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
+        fraction = weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
         # Every rank must take part in the gradient all-reduce, so a non-finite loss on any rank zeroes this
         # micro-batch's contribution on all of them; the driver counts it (stats["nonfinite"]) and stops after K.

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from rewards.config import JudgeConfig
-from rewards.judge_client import JudgeClient, cache_key
+from rewards.judge_client import cache_key
 from rewards.judge_reward import JudgeReward, parse_strongreject, strongreject_score
 from rollouts.types import RewardInput
 from tests.test_rewards_rule import swapped_scratchpad_inputs

@@ -125,7 +125,7 @@ def run_bench(cfg: BenchConfig) -> dict:
 
             trl = TrlSide(model_path, texts, requests, prefill, train_cfg.reward.rule, cfg.workload, cfg.lr,
                           cfg.kl_coef, cfg.temperature, cfg.seed, cfg.hardware.device, cfg.hardware.dtype,
-                          str(Path(cfg.work_dir, "trl")))
+                          str(Path(cfg.work_dir, "trl")), train_cfg.trainer.micro_batch_size)
             trl_records = trl.run(total, afrl_step)
         else:
             for step in range(1, total + 1):

@@ -4,9 +4,9 @@ Same model, prompts (afrl's rendered token text, "<" prefill included, so both s
 prompts x samples, max new tokens, temperature, optimizer (AdamW, constant lr, grad-norm clip 1.0), loss aggregation
 (TRL `loss_type="grpo"` = afrl's seq_mean_token_mean), clip 0.2, group-std advantages, KL coefficient, and reward
 (rewards.rule.RuleReward on rollouts.parsing.parse_transcript of "<" + completion).
-Differences left as they are, because they are what each framework does by default: TRL trains the step's 8 sequences
-in one micro-batch, afrl in micro-batches of trainer.micro_batch_size; afrl applies truncated importance weights
-(vLLM vs trainer log-probs), TRL without vLLM has none to apply.
+Micro-batches are the same size on both sides (afrl's trainer.micro_batch_size; TRL accumulates gradients over the
+step's micro-batches and still generates the whole step's samples at once). Left as each framework does it: afrl
+applies truncated importance weights (vLLM vs trainer log-probs), TRL without vLLM has none to apply.
 
 Steps are timed by a TrainerCallback from on_step_begin to on_step_end (TRL generates inside training_step, so
 generation is included); `between_steps(step)` runs after each TRL step, outside its timing: that is how the bench
@@ -44,7 +44,7 @@ def rule_reward_fn(prefill: str, rule_cfg, tokenizer, seen_prompts: list):
 class TrlSide:
     def __init__(self, model_path: str, prompt_texts: list[str], request_texts: list[str], prefill: str, rule_cfg,
                  workload, lr: float, kl_coef: float, temperature: float, seed: int, device: str, dtype: str,
-                 output_dir: str):
+                 output_dir: str, micro_batch_size: int):
         from datasets import Dataset
         from transformers import AutoTokenizer
 
@@ -55,7 +55,7 @@ class TrlSide:
         self.reward_fn = rule_reward_fn(prefill, rule_cfg, self.tokenizer, self.seen_prompts)
         self.args = dict(
             model_path=model_path, lr=lr, kl_coef=kl_coef, temperature=temperature, seed=seed, device=device,
-            dtype=dtype, output_dir=output_dir,
+            dtype=dtype, output_dir=output_dir, micro_batch_size=micro_batch_size,
         )
 
     def _config(self, total_steps: int):
@@ -63,9 +63,13 @@ class TrlSide:
         from trl import GRPOConfig
 
         a, w = self.args, self.workload
+        samples = w.prompts_per_step * w.samples_per_prompt
+        micro = min(a["micro_batch_size"], samples)
+        if samples % micro:
+            raise ValueError(f"trainer.micro_batch_size={micro} must divide the {samples} samples per step")
         return GRPOConfig(
-            output_dir=a["output_dir"], per_device_train_batch_size=w.prompts_per_step * w.samples_per_prompt,
-            num_generations=w.samples_per_prompt, gradient_accumulation_steps=1, max_completion_length=w.max_new_tokens,
+            output_dir=a["output_dir"], per_device_train_batch_size=micro, gradient_accumulation_steps=samples // micro,
+            num_generations=w.samples_per_prompt, max_completion_length=w.max_new_tokens,
             temperature=a["temperature"], top_p=1.0, learning_rate=a["lr"], lr_scheduler_type="constant",
             warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, beta=a["kl_coef"], loss_type="grpo",
             scale_rewards="group", epsilon=0.2, max_steps=total_steps, logging_steps=1, save_strategy="no",

@@ -1,0 +1,67 @@
+"""What every DeepSpeed rank of afrl shares (policy and critic): process-group set-up, seeding, the engine config, and
+how micro-batch losses are weighted so that they add up to the minibatch loss."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, device: str, seed: int) -> None:
+    """Join the process group (gloo on CPU, nccl on GPU) and seed this rank's RNGs."""
+    import deepspeed
+
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0", MASTER_ADDR=master_addr, MASTER_PORT=str(master_port)
+    )
+    # Ray pins OMP_NUM_THREADS=1 in actors; generation and training alternate, so training may use every core.
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    seed_everything(seed + rank)
+    deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def deepspeed_config(algo, micro_batch_size: int, grad_accum_steps: int, dtype: str) -> dict:
+    config = {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": grad_accum_steps,
+        "gradient_clipping": algo.max_grad_norm,
+        "zero_optimization": {"stage": 2},
+        # torch_adam: DeepSpeed's fused CPU Adam would need a compiled op; plain torch AdamW runs everywhere.
+        "optimizer": {"type": "AdamW", "params": {"lr": algo.lr, "weight_decay": algo.weight_decay, "torch_adam": True}},
+        "bf16": {"enabled": dtype == "bfloat16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if algo.warmup_steps > 0:  # otherwise a constant learning rate (WarmupLR would start at 0)
+        config["scheduler"] = {
+            "type": "WarmupLR",
+            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": algo.lr, "warmup_num_steps": algo.warmup_steps,
+                       "warmup_type": "linear"},
+        }
+    return config
+
+
+def weight_fraction(mask: torch.Tensor, total: float, aggregation: str) -> float:
+    """Share of a minibatch's loss that one micro-batch carries, so micro-batch losses add up to the minibatch loss."""
+    if aggregation == "token_mean":
+        return float(mask.sum().item()) / total
+    if aggregation == "seq_mean_token_mean":
+        return float(mask.bool().any(dim=1).sum().item()) / total
+    return mask.shape[0] / total  # seq_mean_token_sum_norm: a mean over all sequences
+
+
+def aggregation_total(mask: torch.Tensor, aggregation: str) -> float:
+    if aggregation == "token_mean":
+        return max(float(mask.sum().item()), 1.0)
+    if aggregation == "seq_mean_token_mean":
+        return max(float(mask.bool().any(dim=1).sum().item()), 1.0)
+    return float(mask.shape[0])
