@@ -145,6 +145,7 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
             model_path, cfg.algo, rank, cfg.trainer.world_size, master, port, micro, per_minibatch // micro,
             hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.rollout.temperature,
+            cfg.trainer.prefix_sharing,
         )
         for rank in range(cfg.trainer.world_size if with_trainers else 0)
     ]

@@ -58,6 +58,7 @@ class RolloutConfig:
 class TrainerConfig:
     world_size: int = 1  # DeepSpeed ranks (Ray actors)
     micro_batch_size: int = 4  # sequences per forward/backward on one rank
+    prefix_sharing: bool = True  # run the prompt prefix shared by a micro-batch's rows once (rl/prefix_sharing.py)
 
 
 @dataclass
@@ -166,6 +167,8 @@ def validate(cfg: TrainConfig) -> None:
     t = cfg.trainer
     _check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")
     _check(t.micro_batch_size >= 1, "trainer.micro_batch_size", t.micro_batch_size, "an int >= 1")
+    _check(not (t.prefix_sharing and cfg.model.gradient_checkpointing), "trainer.prefix_sharing", t.prefix_sharing,
+           "false with model.gradient_checkpointing=true (checkpointed layers drop the shared prefix's cache)")
     per_rank = cfg.samples_per_step / t.world_size
     _check(per_rank == int(per_rank), "trainer.world_size", t.world_size,
            f"a divisor of the {cfg.samples_per_step} samples per step (rollout.prompts_per_step x algo.group_size)")

@@ -21,6 +21,7 @@ from rl.deepspeed_rank import aggregation_total, deepspeed_config, init_rank, we
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
 from rl.logprobs import token_logprobs
+from rl.prefix_sharing import prefix_shared_token_logprobs
 from rl.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
 
 
@@ -41,12 +42,13 @@ class PolicyTrainer:
         gradient_checkpointing: bool = False,
         norm_length: int | None = None,
         temperature: float = 1.0,
+        prefix_sharing: bool = False,
     ):
         import deepspeed
         from transformers import AutoModelForCausalLM
 
         self.algo, self.rank, self.device = algo, rank, device
-        self.norm_length, self.temperature = norm_length, temperature
+        self.norm_length, self.temperature, self.prefix_sharing = norm_length, temperature, prefix_sharing
         init_rank(rank, world_size, master_addr, master_port, device, seed)
         torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
@@ -77,6 +79,10 @@ class PolicyTrainer:
     def _token_logprobs(self, model, batch: TrainBatch, start: int):
         """(log-probs of tokens start..L-1 [B, L-start], logits predicting them [B, L-start, V])."""
         input_ids = batch.input_ids.to(self.engine.device)
+        if self.prefix_sharing:  # the system prompt shared by every row: computed once per micro-batch
+            return prefix_shared_token_logprobs(
+                model, input_ids, batch.attention_mask.to(self.engine.device), start, self.temperature
+            )
         keep = input_ids.shape[1] - start + 1
         # No attention mask: rows are right-padded, so under causal attention no real token ever sees a pad, and
         # without a mask SDPA runs its fused causal kernel instead of materialising [B, heads, L, L] scores.

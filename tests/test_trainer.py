@@ -77,3 +77,15 @@ def test_maskless_forward_of_right_padded_rows_matches_the_masked_forward(traine
     expected = masked[:, start - 1 : -1].gather(-1, batch.input_ids[:, start:, None]).squeeze(-1)
     trained = batch.loss_mask[:, start:].bool()
     torch.testing.assert_close(ours[:, start:][trained], expected[trained], atol=1e-5, rtol=1e-5)
+
+
+def test_prefix_shared_logprobs_equal_the_plain_forward(trainer):
+    batch = _batch()
+    plain = trainer._no_grad_logprobs(trainer.engine.module, batch, micro_batch_size=4)
+    trainer.prefix_sharing = True
+    try:
+        shared = trainer._no_grad_logprobs(trainer.engine.module, batch, micro_batch_size=4)
+    finally:
+        trainer.prefix_sharing = False
+    trained = batch.loss_mask.bool()
+    torch.testing.assert_close(shared[trained], plain[trained], atol=1e-5, rtol=1e-5)

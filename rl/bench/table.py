@@ -86,8 +86,8 @@ def format_table(result: dict) -> str:
         lines.append(f"afrl/TRL samples/s ratio: {result['ratio_samples_per_s_afrl_over_trl']:.2f}x")
     prefix = result.get("prefix_sharing")
     if prefix:
-        lines.append(f"prefix-shared forward+backward ({prefix['sequences']} seqs, prefix {prefix['shared_prefix_tokens']} "
-                     f"tokens): plain {prefix['plain_s']:.2f}s, shared {prefix['shared_s']:.2f}s, "
+        lines.append(f"prefix-shared forward+backward ({prefix['sequences']} seqs, one group per forward, prefix "
+                     f"{prefix['shared_prefix_tokens']} tokens): plain {prefix['plain_s']:.2f}s, shared {prefix['shared_s']:.2f}s, "
                      f"speedup {prefix['speedup']:.2f}x, max |dlogprob| {prefix['max_abs_logprob_diff']:.1e}")
     if result.get("load_before") is not None:
         lines.append(f"load average (1/5/15 min) before {result['load_before']}, after {result.get('load_after')}")
