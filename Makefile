@@ -14,7 +14,7 @@ install: $(INSTALLED)
 # torch (design.md section 3): text generation needs none of them, so they go.
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e ".[cpu,dev]"
+	$(BIN)/pip install -e ".[cpu,dev,slurm]"
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
 	touch $(INSTALLED)
 

@@ -44,7 +44,7 @@ _HASH_CHUNK = 8 * 1024 * 1024
 
 # Config fields whose change does not change what a resumed run computes (prefixes match whole dotted segments).
 RUN_INVARIANT_KEYS = (
-    "total_steps", "resume", "run_dir", "exp_name", "dry_run", "classifier",
+    "total_steps", "resume", "run_dir", "exp_name", "dry_run", "classifier", "resources",
     "eval", "logger", "ckpt", "ray", "hardware",
     "rollout.sync_timeout_s", "rollout.kv_cache_gb", "rollout.gpu_memory_utilization", "rollout.enforce_eager",
     "model.name", "model.gradient_checkpointing",

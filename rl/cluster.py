@@ -116,7 +116,7 @@ class Cluster:
 
 
 def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str) -> list:
-    gpu = 1 if hardware.device == "cuda" else 0
+    gpu = cfg.resources.engine_gpus if hardware.device == "cuda" else 0
     engine_env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb)))} if hardware.device == "cpu" else {}
     Engine = make_engine_actor(num_cpus=1)
     return [
@@ -137,7 +137,7 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
     per_rank = cfg.samples_per_step // cfg.trainer.world_size
     per_minibatch = per_rank // cfg.algo.minibatches
     micro = min(cfg.trainer.micro_batch_size, per_minibatch)
-    Trainer = make_trainer_actor(num_cpus=1, num_gpus=1 if hardware.device == "cuda" else 0)
+    Trainer = make_trainer_actor(num_cpus=1, num_gpus=cfg.resources.trainer_gpus if hardware.device == "cuda" else 0)
     port = free_port()
     master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
     trainers = [
@@ -156,7 +156,8 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
         # One critic rank sees the whole batch: its micro-batches split each minibatch of all samples.
         critic_minibatch = cfg.samples_per_step // cfg.algo.minibatches
         critic_micro = min(cfg.trainer.micro_batch_size, critic_minibatch)
-        critic = make_critic_actor(num_cpus=1, num_gpus=1 if hardware.device == "cuda" else 0).remote(
+        critic_gpus = cfg.resources.critic_gpus if hardware.device == "cuda" else 0
+        critic = make_critic_actor(num_cpus=1, num_gpus=critic_gpus).remote(
             model_path, cfg.algo, 0, 1, master, free_port(), critic_micro, critic_minibatch // critic_micro,
             hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.algo.critic_lr,

@@ -104,6 +104,16 @@ class RayConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    """GPUs per actor (Ray resources). 1 each = split pools; fractions share a card (colocated), e.g. one GPU for
+    everything: engine_gpus=0.5 trainer_gpus=0.5 rollout.gpu_memory_utilization=0.4. Ignored on CPU."""
+
+    engine_gpus: float = 1.0
+    trainer_gpus: float = 1.0
+    critic_gpus: float = 1.0
+
+
+@dataclass
 class TrainConfig:
     exp_name: str = "default"
     seed: int = 0
@@ -125,6 +135,7 @@ class TrainConfig:
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     fault: FaultConfig = field(default_factory=FaultConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
     @property
     def samples_per_step(self) -> int:
@@ -192,5 +203,8 @@ def validate(cfg: TrainConfig) -> None:
            "auto | float32 | bfloat16")
     _check(cfg.ckpt.every >= 0, "ckpt.every", cfg.ckpt.every, "an int >= 0")
     _check(cfg.ckpt.keep_last >= 1, "ckpt.keep_last", cfg.ckpt.keep_last, "an int >= 1")
+    for key in ("engine_gpus", "trainer_gpus", "critic_gpus"):
+        value = getattr(cfg.resources, key)
+        _check(0 < value <= 8, f"resources.{key}", value, "a number of GPUs in (0, 8] (fractions share a GPU)")
     cfg.reward.validate()
     cfg.classifier.validate()
