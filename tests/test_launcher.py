@@ -13,7 +13,16 @@ from omegaconf import OmegaConf, open_dict
 from rl.config import load_config, register_schema
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+
+
+def _has_submitit() -> bool:
+    try:  # find_spec raises, not returns None, when the parent namespace `hydra_plugins` does not exist at all
+        return importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+SUBMITIT = _has_submitit()
 needs_submitit = pytest.mark.skipif(
     not SUBMITIT, reason="hydra-submitit-launcher is not installed (pip install -e '.[slurm]')"
 )
