@@ -197,6 +197,9 @@ def pairs_fingerprint(pairs: str) -> Optional[str]:
 
 def _same_setting(key: str, saved, current) -> bool:
     """Config values are equal; paths are compared after ~ expansion and resolution (cwd-relative or absolute)."""
+    if key == "pairs" and isinstance(saved, str) and isinstance(current, str) and Path(current).is_file():
+        # Same file name in another checkout is the same data: its contents are compared by sha256 separately.
+        return Path(saved).name == Path(current).name
     if key in ("backbone", "pairs", "output_dir") and isinstance(saved, str) and isinstance(current, str):
         return os.path.realpath(os.path.expanduser(saved)) == os.path.realpath(os.path.expanduser(current))
     return saved == current

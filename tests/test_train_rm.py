@@ -104,6 +104,11 @@ def test_existing_folder_is_reused_not_retrained(trained_rm, capsys, tmp_path):
     edited.write_text(DEMO_PAIRS_PATH.read_text().replace("Canberra", "Canberra, ACT"))
     with pytest.raises(ValueError, match=r"differs in \['pairs', 'pairs file contents'\]"):
         train_reward_model(dataclasses.replace(cfg, pairs=str(edited)))
+    # The same pairs file in another checkout of the repository is the same data: reused.
+    other_checkout = tmp_path / "other_checkout" / Path(cfg.pairs).name
+    other_checkout.parent.mkdir()
+    other_checkout.write_bytes(Path(cfg.pairs).read_bytes())
+    assert train_reward_model(dataclasses.replace(cfg, pairs=str(other_checkout))) == output_dir
 
 
 @pytest.mark.parametrize("chat_template", [CHATML_TEMPLATE, None], ids=["chat_template", "plain_text"])
