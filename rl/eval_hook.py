@@ -12,11 +12,11 @@ from pathlib import Path
 
 from rewards.base import Reward
 from rl.eval_metrics import eval_metrics
+from rl.scoring import score
 from rollouts.engine import SamplingSpec
-from rollouts.parsing import parse_transcript
 from rollouts.prompt_specs import build_prompt_specs
 from rollouts.variants import variant_setting
-from rollouts.types import FREE_TIER, PAID_TIER, RewardInput, Request, Sample
+from rollouts.types import FREE_TIER, PAID_TIER, Request, Sample
 
 TABLE_COLUMNS = ["step", "variant", "tier", "request", "scratchpad", "output", "compliant", "af", "af_quotes",
                  "parse_failure", "reward"]
@@ -71,9 +71,7 @@ def _sample_variant(cluster, requests, cfg, setting, tokenizer, reward, step: in
         seed=cfg.seed * 1_000_003 + step, stop=tuple(cfg.rollout.stop),
     )
     samples = cluster.generate(specs, sampling)
-    for sample in samples:
-        sample.parsed = parse_transcript(sample.text, truncated=sample.truncated)
-    scores = reward.score([RewardInput.from_parsed(s.request.text, s.parsed) for s in samples]).scores
+    scores, _ = score(reward, samples)
     return [
         eval_record(step, sample, i % cfg.eval.samples_per_request, score, variant)
         for i, (sample, score) in enumerate(zip(samples, scores))

@@ -28,10 +28,10 @@ from rl.fault import RestartPolicy, run_with_restarts
 from rl.metrics_log import truncate_jsonl
 from rl.progress import StepProgress
 from rl.run_setup import Run, setup_run
+from rl.scoring import score
 from rollouts.engine import SamplingSpec
-from rollouts.parsing import parse_transcript
 from rollouts.prompt_specs import build_prompt_specs
-from rollouts.types import FREE_TIER, PARSE_FAILURES, RewardInput
+from rollouts.types import FREE_TIER
 
 log = logging.getLogger("afrl")
 
@@ -41,18 +41,6 @@ def sample_prompts(cfg: TrainConfig, train_requests, tokenizer, step: int):
     indices = step_indices(len(train_requests), cfg.rollout.prompts_per_step, cfg.seed, step)
     requests = [train_requests[i] for i in indices]
     return requests, build_prompt_specs(requests, FREE_TIER, cfg.setting, tokenizer)
-
-
-def score(reward, samples) -> tuple[list[float], dict[str, float]]:
-    for sample in samples:
-        sample.parsed = parse_transcript(sample.text, truncated=sample.truncated)
-    result = reward.score([RewardInput.from_parsed(s.request.text, s.parsed) for s in samples])
-    n = len(samples)
-    stats = {f"reward/{key}": count / n for key, count in result.counts.items()}
-    for failure in PARSE_FAILURES:
-        stats[f"parse/{failure}"] = sum(s.parsed.failure == failure for s in samples) / n
-    stats["train/parse_failure_rate"] = sum(s.parsed.failure is not None for s in samples) / n
-    return result.scores, stats
 
 
 def make_batch(cfg: TrainConfig, samples, pad_token_id: int):
