@@ -1,11 +1,12 @@
 """The RL loop of afrl: train a policy toward the helpful-only objective on free-tier (training) prompts only.
 
 One step: sample prompts -> generate (vLLM, multi-turn scratchpad) -> score (the reward sees the final OUTPUT only) ->
-group advantages (GRPO) -> update (DeepSpeed) -> sync weights into vLLM -> maybe eval (both tiers) -> maybe checkpoint.
+advantages (GRPO-family group baselines, or PPO's GAE with a critic actor) -> update (DeepSpeed) -> sync weights into
+vLLM -> maybe eval (both tiers) -> maybe checkpoint.
 
 Simplifications, on purpose: rollouts are on-policy and synchronous (generation waits for the update); the reference
-model for the KL penalty lives in the trainer actor; the loop runs GRPO-family algorithms (group baselines, no critic).
-Set-up (resume, data, Ray actors, logger) is in rl/run_setup.py.
+model for the KL penalty lives in the trainer actor. Set-up (resume, data, Ray actors, logger) is in rl/run_setup.py;
+restarts after an actor failure wrap the whole loop (`train`).
 """
 from __future__ import annotations
 
