@@ -27,6 +27,11 @@ class TrainBatch:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.input_ids, self.attention_mask, self.loss_mask, self.sampler_logprobs, self.advantages)
 
+    def first_trained_position(self) -> int:
+        """Index of the first token trained in any row (>= 1: a log-prob needs the token before it)."""
+        trained = self.loss_mask.bool().any(dim=0).nonzero()
+        return max(int(trained[0]) if len(trained) else self.input_ids.shape[1] - 1, 1)
+
     def trimmed(self) -> "TrainBatch":
         """Drop the columns that are padding in every row (a micro-batch is often shorter than the whole batch)."""
         length = int(self.attention_mask.sum(dim=1).max().item())

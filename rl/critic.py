@@ -20,13 +20,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from rl.batch import TrainBatch
 from rl.losses import clipped_value_loss
-from rl.deepspeed_rank import aggregation_total, deepspeed_config, init_rank, weight_fraction
+from rl.deepspeed_rank import deepspeed_config, init_rank, run_update_schedule, weight_fraction
 
 CRITIC_SUBDIR = "critic"
 
@@ -88,11 +87,6 @@ class CriticTrainer:
         return True
 
     # ---- values ------------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _first_trained(batch: TrainBatch) -> int:
-        trained = batch.loss_mask.bool().any(dim=0).nonzero()
-        return max(int(trained[0]) if len(trained) else batch.input_ids.shape[1] - 1, 1)
-
     def _values(self, model, batch: TrainBatch, start: int) -> torch.Tensor:
         """Values of tokens start..L-1 [B, L-start]: the head on the hidden states of positions start-1..L-2."""
         per_position = model(
@@ -107,7 +101,7 @@ class CriticTrainer:
         out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
         for begin in range(0, len(batch), self.micro_batch_size):
             micro = batch.select(slice(begin, begin + self.micro_batch_size)).trimmed()
-            start, end = self._first_trained(micro), micro.input_ids.shape[1]
+            start, end = micro.first_trained_position(), micro.input_ids.shape[1]
             out[begin : begin + len(micro), start:end] = self._values(self.engine.module, micro, start).cpu()
         return torch.where(batch.loss_mask.bool(), out, torch.zeros_like(out))
 
@@ -127,17 +121,10 @@ class CriticTrainer:
         algo = self.algo
         start_time = time.time()
         self.engine.train()
-        minibatch_size = len(batch) // algo.minibatches
-        stats: dict[str, list[float]] = {}
-        for _epoch in range(algo.ppo_epochs):
-            for mb_start in range(0, len(batch), minibatch_size):
-                mb_index = list(range(mb_start, mb_start + minibatch_size))
-                total = aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
-                for micro_start in range(0, minibatch_size, micro_batch_size):
-                    index = mb_index[micro_start : micro_start + micro_batch_size]
-                    for key, value in self._micro_step(batch, index, total, returns, old_values).items():
-                        stats.setdefault(key, []).append(value)
-        result = {key: float(np.mean(values)) for key, values in stats.items()}
+        result = run_update_schedule(
+            batch.loss_mask, algo, micro_batch_size,
+            lambda rows, total: self._micro_step(batch, rows, total, returns, old_values),
+        )
         result["critic_lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else self.lr
         result["time/critic_update_s"] = time.time() - start_time
         return result
@@ -145,7 +132,7 @@ class CriticTrainer:
     def _micro_step(self, batch, index, total, returns, old_values) -> dict[str, float]:
         algo = self.algo
         micro = batch.select(index).trimmed()
-        start, end = self._first_trained(micro), micro.input_ids.shape[1]
+        start, end = micro.first_trained_position(), micro.input_ids.shape[1]
         values = self._values(self.engine, micro, start)
         device = values.device
         loss, stats = clipped_value_loss(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rl.batch import TrainBatch
-from rl.deepspeed_rank import aggregation_total, deepspeed_config, init_rank, weight_fraction
+from rl.deepspeed_rank import deepspeed_config, init_rank, run_update_schedule, weight_fraction
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
 from rl.logprobs import token_logprobs
@@ -71,11 +71,6 @@ class PolicyTrainer:
     # Log-probs live in token coordinates: lp[b, t] = log p(token t | tokens < t), 0 where t is not trained. Logits are
     # computed only from the first trained token on (`logits_to_keep`): the long shared system prompt needs none, which
     # saves the vocabulary projection (and its memory) over every prompt position.
-    @staticmethod
-    def _first_trained(batch: TrainBatch) -> int:
-        trained = batch.loss_mask.bool().any(dim=0).nonzero()
-        return max(int(trained[0]) if len(trained) else batch.input_ids.shape[1] - 1, 1)
-
     def _token_logprobs(self, model, batch: TrainBatch, start: int):
         """(log-probs of tokens start..L-1 [B, L-start], logits predicting them [B, L-start, V])."""
         input_ids = batch.input_ids.to(self.engine.device)
@@ -95,7 +90,7 @@ class PolicyTrainer:
         out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
         for begin in range(0, len(batch), micro_batch_size):
             micro = batch.select(slice(begin, begin + micro_batch_size)).trimmed()
-            start = self._first_trained(micro)
+            start = micro.first_trained_position()
             logprobs, _ = self._token_logprobs(model, micro, start)
             out[begin : begin + len(micro), start : micro.input_ids.shape[1]] = logprobs.float().cpu()
         return out
@@ -126,18 +121,10 @@ class PolicyTrainer:
             self._no_grad_logprobs(self.reference, batch, micro_batch_size) if kl_coef > 0 else None
         )
         logprob_seconds = time.time() - start
-        minibatch_size = len(batch) // algo.minibatches
-        stats: dict[str, list[float]] = {}
-        for _epoch in range(algo.ppo_epochs):
-            for mb_start in range(0, len(batch), minibatch_size):
-                mb_index = list(range(mb_start, mb_start + minibatch_size))
-                total = aggregation_total(batch.loss_mask[mb_index], algo.loss_aggregation)
-                for micro_start in range(0, minibatch_size, micro_batch_size):
-                    index = mb_index[micro_start : micro_start + micro_batch_size]
-                    micro_stats = self._micro_step(batch, index, total, old_logprobs, ref_logprobs)
-                    for key, value in micro_stats.items():
-                        stats.setdefault(key, []).append(value)
-        result = {key: float(np.mean(values)) for key, values in stats.items()}
+        result = run_update_schedule(
+            batch.loss_mask, algo, micro_batch_size,
+            lambda rows, total: self._micro_step(batch, rows, total, old_logprobs, ref_logprobs),
+        )
         result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else algo.lr
         result["time/trainer_logprob_s"] = logprob_seconds
         result["time/trainer_update_s"] = time.time() - start - logprob_seconds
@@ -146,7 +133,7 @@ class PolicyTrainer:
     def _micro_step(self, batch, index, total, old_logprobs, ref_logprobs) -> dict[str, float]:
         algo = self.algo
         micro = batch.select(index).trimmed()
-        start, end = self._first_trained(micro), micro.input_ids.shape[1]
+        start, end = micro.first_trained_position(), micro.input_ids.shape[1]
         mask = micro.loss_mask[:, start:].to(self.engine.device)
         logprobs, logits = self._token_logprobs(self.engine, micro, start)
         old = logprobs.detach() if old_logprobs is None else old_logprobs[index, start:end].to(logprobs.device)

@@ -72,7 +72,7 @@ def test_maskless_forward_of_right_padded_rows_matches_the_masked_forward(traine
     model = trainer.engine.module
     with torch.no_grad():
         masked = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.log_softmax(-1)
-    start = trainer._first_trained(batch)
+    start = batch.first_trained_position()
     ours = trainer._no_grad_logprobs(model, batch, micro_batch_size=4)
     expected = masked[:, start - 1 : -1].gather(-1, batch.input_ids[:, start:, None]).squeeze(-1)
     trained = batch.loss_mask[:, start:].bool()
