@@ -45,7 +45,7 @@ def model_folder(path: str) -> tuple[str, int]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from rl.cluster import start_cluster, start_ray, start_reward_model
+    from rl.cluster import start_cluster
     from rl.eval_hook import run_eval
     from rl.hardware import resolve_hardware
     from rl.metrics_log import MetricsLogger
@@ -67,9 +67,8 @@ def main(cfg: DictConfig) -> None:
     eval_requests = eval_requests[: config.eval.n]
     if not eval_requests:
         raise SystemExit("no held-out requests: raise data.eval_fraction or eval.n")
-    start_ray(config)
     cluster = start_cluster(config, hardware, with_trainers=False)
-    reward = build_reward(config.reward, rm_scorer=start_reward_model(config))
+    reward = build_reward(config.reward, rm_scorer=cluster.reward_model)
     classifier = build_af_classifier(config.classifier) if config.eval.classify_af else None
     tokenizer = AutoTokenizer.from_pretrained(path)
     result = run_eval(cluster, eval_requests, config, tokenizer, reward, classifier, step, run_dir,

@@ -1,7 +1,8 @@
-"""Start the Ray roles (vLLM rollout engines, DeepSpeed trainer ranks) and move weights between them.
+"""Start the Ray roles (vLLM rollout engines, DeepSpeed trainer ranks, critic, reward model) and move weights between them.
 
-One role, one actor class, in the package that owns it (rollouts/engine.py, rl/trainer.py); this file only places them
-and wires them together. Generation and training alternate, so on one machine they share its cores.
+One role, one actor class, in the package that owns it (rollouts/engine.py, rl/trainer.py, rl/critic.py, rewards/rm.py);
+this file only places them (in the slots of one placement group, rl/placement.py) and wires them together. Generation
+and training alternate, so on one machine they share its cores; colocated on a GPU, vLLM sleeps during the update.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from rl.config import TrainConfig
 from rl.fault import get_all_or_raise
 from rl.hardware import Hardware
+from rl.placement import PlacementPlan, create_placement_group, plan_placement, slot_options
 from rollouts.engine import PromptSpec, SamplingSpec, make_engine_actor
 from rollouts.types import Sample
 
@@ -23,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_ray(cfg: TrainConfig) -> None:
+def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
     import ray
 
     if ray.is_initialized():
@@ -31,20 +33,25 @@ def start_ray(cfg: TrainConfig) -> None:
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, log_to_driver=True)
         return
-    # Logical CPUs for scheduling only: every role gets one, and they take turns on the real cores.
-    needed = cfg.rollout.n_engines + cfg.trainer.world_size + 1
+    # Logical CPUs for scheduling only: every actor gets one, and they take turns on the real cores. One spare for
+    # actors outside the placement group (an LLM judge for the AF classifier).
+    needed = int(plan.total_cpus + 0.999) + 1
     ray.init(num_cpus=cfg.ray.num_cpus or max(needed, os.cpu_count() or 1), include_dashboard=False,
              log_to_driver=True, configure_logging=False)
 
 
-def start_reward_model(cfg: TrainConfig):
-    """The reward model (when the reward uses one) as its own Ray actor, scoring batches; None otherwise."""
+def uses_reward_model(cfg: TrainConfig) -> bool:
     names = [c.name for c in cfg.reward.mix.components] if cfg.reward.name == "mix" else [cfg.reward.name]
-    if "rm" not in names:
-        return None
-    from rewards.rm import make_rm_actor
+    return "rm" in names
 
-    return make_rm_actor(cfg.reward.rm, num_cpus=1)
+
+def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True) -> PlacementPlan:
+    r = cfg.resources
+    return plan_placement(
+        r.placement, cfg.rollout.n_engines, cfg.trainer.world_size if with_trainers else 0,
+        with_trainers and cfg.algo.uses_critic, uses_reward_model(cfg), hardware.device == "cuda",
+        r.engine_gpus, r.trainer_gpus, r.critic_gpus, cfg.reward.rm.num_gpus, str(r.engine_sleep).lower(),
+    )
 
 
 def engine_kwargs(cfg: TrainConfig, hardware: Hardware, seed: int) -> dict:
@@ -63,6 +70,9 @@ class Cluster:
     start_seconds: float
     step_timeout_s: float = 3600.0  # any call across the actors: a dead or stuck actor raises, never hangs
     critic: object | None = None  # PPO's value model (its own DeepSpeed actor), None for GRPO-family algorithms
+    reward_model: object | None = None  # the RM scorer actor when the reward uses one
+    placement_group: object | None = None
+    engines_sleep: bool = False  # colocated on GPU: vLLM frees its memory while the trainer works
 
     def _all(self, refs: list, what: str) -> list:
         return get_all_or_raise(refs, self.step_timeout_s, what)
@@ -91,9 +101,17 @@ class Cluster:
     def wait(self, ref, what: str):
         return self._all([ref], what)[0]
 
+    def sleep_engines(self) -> None:
+        """Before the update (colocated on GPU): vLLM offloads its weights and drops its KV cache. No-op otherwise."""
+        if self.engines_sleep:
+            self._all([e.sleep.remote() for e in self.engines], "engine sleep")
+
     def sync_weights(self, timeout_s: float) -> float:
-        """Rank 0's weights -> every engine, through the object store once. A timeout raises instead of hanging."""
+        """Rank 0's weights -> every engine (woken up first if asleep), through the object store once. A timeout
+        raises instead of hanging."""
         start = time.time()
+        if self.engines_sleep:
+            self._all([e.wake_up.remote() for e in self.engines], "engine wake-up")
         weights = self.trainers[0].get_weights.remote()
         pending = [e.load_weights.remote(weights) for e in self.engines]
         get_all_or_raise(pending, timeout_s, f"weight sync into {len(self.engines)} engine(s) (rollout.sync_timeout_s)")
@@ -111,57 +129,74 @@ class Cluster:
     def shutdown(self) -> None:
         import ray
 
-        for actor in self.engines + self._learners():
+        from ray.util.placement_group import remove_placement_group
+
+        for actor in self.engines + self._learners() + ([self.reward_model] if self.reward_model else []):
             ray.kill(actor)
+        if self.placement_group is not None:
+            remove_placement_group(self.placement_group)
 
 
-def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str) -> list:
-    gpu = cfg.resources.engine_gpus if hardware.device == "cuda" else 0
+def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str, plan: PlacementPlan, group) -> list:
     engine_env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb)))} if hardware.device == "cpu" else {}
-    Engine = make_engine_actor(num_cpus=1)
+    Engine = make_engine_actor()
     return [
-        Engine.options(num_gpus=gpu).remote(model_path, engine_kwargs(cfg, hardware, cfg.seed + i), engine_env)
-        for i in range(cfg.rollout.n_engines)
+        Engine.options(**slot_options(group, slot)).remote(
+            model_path, {**engine_kwargs(cfg, hardware, cfg.seed + i), **sleep_kwargs(plan)}, engine_env)
+        for i, slot in enumerate(plan.engines)
     ]
 
 
+def sleep_kwargs(plan: PlacementPlan) -> dict:
+    return {"enable_sleep_mode": True} if plan.engines_sleep else {}
+
+
 def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True) -> Cluster:
-    """Engines and (unless only evaluating) trainer ranks; returns once every actor is ready."""
+    """Ray (local unless ray.address), the placement group, then the reward model, engines and (unless only
+    evaluating) trainer ranks and critic in their slots; returns once every actor is ready."""
     import ray
 
     from rl.trainer import make_trainer_actor
 
     start = time.time()
+    plan = placement_plan(cfg, hardware, with_trainers)
+    start_ray(cfg, plan)
+    group = create_placement_group(plan, cfg.resources.placement_timeout_s)
+    reward_model = None
+    if plan.reward_model is not None:
+        from rewards.rm import make_rm_actor
+
+        reward_model = make_rm_actor(cfg.reward.rm, **slot_options(group, plan.reward_model))
     model_path = os.path.expanduser(cfg.model.path)
-    engines = start_engines(cfg, hardware, model_path)
+    engines = start_engines(cfg, hardware, model_path, plan, group)
     per_rank = cfg.samples_per_step // cfg.trainer.world_size
     per_minibatch = per_rank // cfg.algo.minibatches
     micro = min(cfg.trainer.micro_batch_size, per_minibatch)
-    Trainer = make_trainer_actor(num_cpus=1, num_gpus=cfg.resources.trainer_gpus if hardware.device == "cuda" else 0)
+    Trainer = make_trainer_actor()
     port = free_port()
     master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
     trainers = [
-        Trainer.remote(
+        Trainer.options(**slot_options(group, slot)).remote(
             model_path, cfg.algo, rank, cfg.trainer.world_size, master, port, micro, per_minibatch // micro,
             hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.rollout.temperature,
             cfg.trainer.prefix_sharing,
         )
-        for rank in range(cfg.trainer.world_size if with_trainers else 0)
+        for rank, slot in enumerate(plan.trainers)
     ]
     critic = None
-    if with_trainers and cfg.algo.uses_critic:
+    if plan.critic is not None:
         from rl.critic import make_critic_actor
 
         # One critic rank sees the whole batch: its micro-batches split each minibatch of all samples.
         critic_minibatch = cfg.samples_per_step // cfg.algo.minibatches
         critic_micro = min(cfg.trainer.micro_batch_size, critic_minibatch)
-        critic_gpus = cfg.resources.critic_gpus if hardware.device == "cuda" else 0
-        critic = make_critic_actor(num_cpus=1, num_gpus=critic_gpus).remote(
+        critic = make_critic_actor().options(**slot_options(group, plan.critic)).remote(
             model_path, cfg.algo, 0, 1, master, free_port(), critic_micro, critic_minibatch // critic_micro,
             hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.algo.critic_lr,
         )
     actors = engines + trainers + ([critic] if critic is not None else [])
     get_all_or_raise([a.ready.remote() for a in actors], cfg.fault.step_timeout_s, "starting the engines and trainers")
-    return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic)
+    return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic, reward_model, group,
+                   plan.engines_sleep)

@@ -17,6 +17,7 @@ from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import RewardConfig
 from rl.algo_config import AlgoConfig
 from rl.fault import FaultConfig
+from rl.placement import PLACEMENTS
 from rollouts.config import DataConfig, SettingConfig
 from rollouts.variants import PAPER_VARIANTS, variant_setting
 
@@ -105,12 +106,16 @@ class RayConfig:
 
 @dataclass
 class ResourcesConfig:
-    """GPUs per actor (Ray resources). 1 each = split pools; fractions share a card (colocated), e.g. one GPU for
-    everything: engine_gpus=0.5 trainer_gpus=0.5 rollout.gpu_memory_utilization=0.4. Ignored on CPU."""
+    """Where the Ray roles run (rl/placement.py): one placement group, `split` (a bundle per actor with *_gpus GPUs
+    each) or `colocated` (engine i and trainer rank i share GPU i, the critic and RM join GPU 0; vLLM sleeps during
+    the update). GPU counts are ignored on CPU, where the bundles hold logical CPUs only."""
 
-    engine_gpus: float = 1.0
-    trainer_gpus: float = 1.0
-    critic_gpus: float = 1.0
+    placement: str = "split"  # split | colocated
+    engine_gpus: float = 1.0  # split: GPUs per vLLM engine
+    trainer_gpus: float = 1.0  # split: GPUs per DeepSpeed rank
+    critic_gpus: float = 1.0  # split: GPUs for the critic
+    engine_sleep: str = "auto"  # auto = sleep when colocated on GPU | true | false
+    placement_timeout_s: float = 600.0  # waiting for Ray to reserve the bundles (e.g. autoscaling nodes)
 
 
 @dataclass
@@ -206,5 +211,10 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("engine_gpus", "trainer_gpus", "critic_gpus"):
         value = getattr(cfg.resources, key)
         _check(0 < value <= 8, f"resources.{key}", value, "a number of GPUs in (0, 8] (fractions share a GPU)")
+    _check(cfg.resources.placement in PLACEMENTS, "resources.placement", cfg.resources.placement, " | ".join(PLACEMENTS))
+    _check(str(cfg.resources.engine_sleep).lower() in ("auto", "true", "false"), "resources.engine_sleep",
+           cfg.resources.engine_sleep, "auto | true | false")
+    _check(cfg.resources.placement_timeout_s > 0, "resources.placement_timeout_s", cfg.resources.placement_timeout_s,
+           "a number of seconds > 0")
     cfg.reward.validate()
     cfg.classifier.validate()

@@ -68,11 +68,14 @@ def aggregation_total(mask: torch.Tensor, aggregation: str) -> float:
     return float(mask.shape[0])
 
 
-def run_update_schedule(loss_mask: torch.Tensor, algo, micro_batch_size: int, micro_step) -> dict[str, float]:
+def run_update_schedule(loss_mask: torch.Tensor, algo, micro_batch_size: int, micro_step,
+                        begin_minibatch=None, end_minibatch=None) -> dict[str, float]:
     """ppo_epochs x minibatches optimizer steps over the rows of a batch, each minibatch in micro-batches.
 
     `micro_step(rows, total)` runs one forward/backward on `rows`, `total` being its minibatch's aggregation count,
-    and returns its stats; the result is the mean of every stat over all micro-steps.
+    and returns its stats; the result is the mean of every stat over all micro-steps. `begin_minibatch(rows)` and
+    `end_minibatch()` (returning stats too), when given, run around each minibatch's micro-steps (the shared
+    prefix's forward and backward).
     """
     n_rows = loss_mask.shape[0]
     minibatch_size = n_rows // algo.minibatches
@@ -81,7 +84,11 @@ def run_update_schedule(loss_mask: torch.Tensor, algo, micro_batch_size: int, mi
         for mb_start in range(0, n_rows, minibatch_size):
             mb_rows = list(range(mb_start, mb_start + minibatch_size))
             total = aggregation_total(loss_mask[mb_rows], algo.loss_aggregation)
+            if begin_minibatch is not None:
+                begin_minibatch(mb_rows)
             for micro_start in range(0, minibatch_size, micro_batch_size):
                 for key, value in micro_step(mb_rows[micro_start : micro_start + micro_batch_size], total).items():
                     stats.setdefault(key, []).append(value)
+            for key, value in (end_minibatch() if end_minibatch is not None else {}).items():
+                stats.setdefault(key, []).append(value)
     return {key: float(np.mean(values)) for key, values in stats.items()}

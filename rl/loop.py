@@ -93,6 +93,7 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
     requests, prompts = sample_prompts(cfg, run.train_requests, run.tokenizer, step)
     _record_data_order(run.run_dir, step, requests)
     samples = timer.time("generate", run.cluster.generate, prompts, sampling_spec(cfg, step))
+    run.cluster.sleep_engines()  # colocated on GPU: vLLM gives its memory to the update (sync_weights wakes it)
     scores, stats = timer.time("reward", score, run.reward, samples)
     batch, shards = make_batch(cfg, samples, run.tokenizer.pad_token_id or 0)
     kl_tokens = None

@@ -13,6 +13,12 @@ Two levels of sharing:
   2. optionally, per contiguous group of `group_size` rows (one GRPO group = one request), the rest of the common
      prefix of that group (the request text + prefill), run once per group on top of level 1.
 
+Across micro-batches (`SharedPrefix`, what the trainer uses): the prefix of a whole minibatch is run once with grad;
+each micro-batch's suffixes attend to *detached leaf copies* of its keys/values, so their backward stops there and
+accumulates dL/dKV in the leaves; after the last micro-batch, one backward of `surrogate_loss()` = sum <KV, dL/dKV>
+pushes those gradients through the prefix graph. The prefix then costs one forward+backward per optimizer step
+whatever the micro-batch size, and micro-batches can stay small (memory) without recomputing it.
+
 Left out / limits:
   - HF's DynamicCache concatenates the cached prefix with each suffix's keys inside attention, so the expanded view is
     materialised once per layer as [B, H_kv, P + S, D]; the saving is the prefix's *compute* (MLP, projections,
@@ -94,6 +100,12 @@ def _suffix_logits(model, past, input_ids: Tensor, attention_mask: Tensor, prefi
     ).logits
 
 
+def shared_prefix_limit(attention_mask: Tensor, start: int) -> int:
+    """How long a prefix may be: it stops before position start-1 (whose logit predicts token `start`) and inside
+    every row's real tokens."""
+    return min(start - 1, int(attention_mask.sum(dim=1).min()))
+
+
 def prefix_shared_token_logprobs(
     model, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0,
     group_size: int | None = None,
@@ -101,29 +113,86 @@ def prefix_shared_token_logprobs(
     """Log-probs of tokens start..L-1 ([B, L-start]) and the logits predicting them ([B, L-start, V]).
 
     Same contract as `PolicyTrainer._token_logprobs` (token coordinates: column j is log p(token start+j | < start+j)),
-    computed with the shared prefix run once. `start` >= 1 is the first token whose log-prob is needed; the prefix
-    stops before position start-1 (whose logit predicts token `start`) and inside every row's real tokens.
+    computed with the shared prefix run once. `start` >= 1 is the first token whose log-prob is needed.
     `group_size`: rows come in contiguous groups of this size (GRPO, prompt-major) that share a longer prefix each;
     None = only the prefix common to the whole batch is shared.
     """
-    if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
-        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
-                         "must both be [B, L]")
-    batch, length = input_ids.shape
-    if not 1 <= start < length:
-        raise ValueError(f"start must be in [1, {length - 1}] for sequences of length {length}, got {start}")
+    _check_inputs(input_ids, attention_mask, start)
+    batch = input_ids.shape[0]
     if group_size is not None and (group_size < 1 or batch % group_size):
         raise ValueError(f"group_size must divide the batch of {batch} rows, got {group_size}")
     _check_model(model)
-    limit = min(start - 1, int(attention_mask.sum(dim=1).min()))
+    limit = shared_prefix_limit(attention_mask, start)
     shared = common_prefix_length(input_ids, limit)
     past = _extend_prefix(model, None, input_ids[:1, :shared], 0)
+    return _grouped_suffix_logprobs(model, past, shared, input_ids, attention_mask, start, temperature, group_size)
+
+
+def _check_inputs(input_ids: Tensor, attention_mask: Tensor, start: int) -> None:
+    if input_ids.shape != attention_mask.shape or input_ids.dim() != 2:
+        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
+                         "must both be [B, L]")
+    length = input_ids.shape[1]
+    if not 1 <= start < length:
+        raise ValueError(f"start must be in [1, {length - 1}] for sequences of length {length}, got {start}")
+
+
+def _grouped_suffix_logprobs(model, past, shared: int, input_ids: Tensor, attention_mask: Tensor, start: int,
+                             temperature: float, group_size: int | None) -> tuple[Tensor, Tensor]:
+    """Suffix forwards on top of `past` (the first `shared` tokens), extended per group when `group_size` is given."""
+    batch, length = input_ids.shape
+    limit = shared_prefix_limit(attention_mask, start)
     keep = length - start + 1
     pieces = []
     for begin in range(0, batch, group_size or batch):
         rows = slice(begin, begin + (group_size or batch))
-        group_len = common_prefix_length(input_ids[rows], limit)
+        group_len = common_prefix_length(input_ids[rows], limit) if group_size else shared
         group_past = _extend_prefix(model, past, input_ids[begin : begin + 1, shared:group_len], shared)
         pieces.append(_suffix_logits(model, group_past, input_ids[rows], attention_mask[rows], group_len, keep))
     logits = torch.cat(pieces)[:, :-1]
     return token_logprobs(logits, input_ids[:, start:], temperature=temperature), logits
+
+
+def shared_prefix_length(input_ids: Tensor, attention_mask: Tensor, start: int) -> int:
+    """Length of the prefix every row shares and that `SharedPrefix` may run once (see `shared_prefix_limit`)."""
+    return common_prefix_length(input_ids, shared_prefix_limit(attention_mask, start))
+
+
+class SharedPrefix:
+    """The prefix common to the rows of a minibatch, run once; micro-batches of those rows reuse it (`logprobs`).
+
+    With grad enabled, micro-batches see detached leaf copies of the prefix keys/values: their backward accumulates
+    dL/dKV there, and `surrogate_loss()` (backpropagated once, after the last micro-batch) carries it through the
+    prefix forward. Under no_grad it is simply the prefix computed once for many micro-batches.
+    """
+
+    def __init__(self, model, input_ids: Tensor, attention_mask: Tensor, start: int, max_length: int | None = None):
+        _check_inputs(input_ids, attention_mask, start)
+        _check_model(model)
+        length = shared_prefix_length(input_ids, attention_mask, start)
+        self.length = length if max_length is None else min(length, max_length)
+        self.tokens = input_ids[0, : self.length]
+        self._kv = _extend_prefix(model, None, input_ids[:1, : self.length], 0) or []
+        self.trainable = torch.is_grad_enabled() and any(k.requires_grad for k, _ in self._kv)
+        self.leaves = [(k.detach().requires_grad_(), v.detach().requires_grad_()) for k, v in self._kv] \
+            if self.trainable else self._kv
+
+    def logprobs(self, model, input_ids: Tensor, attention_mask: Tensor, start: int,
+                 temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+        """`prefix_shared_token_logprobs` of rows that begin with this prefix, reusing it."""
+        _check_inputs(input_ids, attention_mask, start)
+        if self.length > shared_prefix_limit(attention_mask, start) or \
+                not torch.equal(input_ids[:, : self.length], self.tokens.expand(input_ids.shape[0], -1)):
+            raise ValueError(f"these rows do not all start with the shared prefix of {self.length} tokens "
+                             f"(or it reaches past start - 1 = {start - 1})")
+        return _grouped_suffix_logprobs(model, self.leaves or None, self.length, input_ids, attention_mask, start,
+                                        temperature, None)
+
+    def surrogate_loss(self) -> Tensor | None:
+        """sum <KV, dL/dKV> over the prefix: its gradient w.r.t. the parameters is the prefix's share of dL/dθ.
+        None when nothing flowed into the prefix (no prefix, or no micro-batch backward yet)."""
+        if not self.trainable:
+            return None
+        pairs = [(kv, leaf) for kv_pair, leaf_pair in zip(self._kv, self.leaves) for kv, leaf in zip(kv_pair, leaf_pair)]
+        terms = [(kv * leaf.grad).sum() for kv, leaf in pairs if leaf.grad is not None]
+        return torch.stack(terms).sum() if terms else None

@@ -12,7 +12,7 @@ from rewards.classifiers.factory import build_af_classifier
 from rewards.factory import build_reward
 from rl import checkpoint as ckpt
 from rl.algo_config import build_kl_controller
-from rl.cluster import Cluster, start_cluster, start_ray, start_reward_model
+from rl.cluster import Cluster, start_cluster
 from rl.config import TrainConfig
 from rl.hardware import resolve_hardware
 from rl.fault import NonFiniteGuard
@@ -55,10 +55,9 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     train_requests, eval_requests = split_requests(
         load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
     )
-    start_ray(cfg)
-    reward = build_reward(cfg.reward, rm_scorer=start_reward_model(cfg))
-    classifier = build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None
     cluster = start_cluster(cfg, hardware)
+    reward = build_reward(cfg.reward, rm_scorer=cluster.reward_model)
+    classifier = build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None
     logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])
     kl_ctl = build_kl_controller(cfg.algo)
     guard = NonFiniteGuard(cfg.fault.max_nonfinite_steps)
@@ -70,7 +69,8 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
         logger.truncate_after(state["step"])
         truncate_jsonl(run_dir / "data_order.jsonl", state["step"])
         guard.load_state_dict(state["nonfinite_guard"])
-    log.info("cluster ready in %.0fs: %d engine(s), %d trainer rank(s)", cluster.start_seconds,
-             cfg.rollout.n_engines, cfg.trainer.world_size)
+    log.info("cluster ready in %.0fs: %d engine(s), %d trainer rank(s), placement %s%s", cluster.start_seconds,
+             cfg.rollout.n_engines, cfg.trainer.world_size, cfg.resources.placement,
+             " (vLLM sleeps during the update)" if cluster.engines_sleep else "")
     return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
                eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1)

@@ -3,9 +3,11 @@
 A thin wrapper: a DeepSpeed engine (ZeRO-2; gloo + fp32 on CPU, nccl + bf16 on GPU) and the pure loss functions of
 rl/losses.py, rl/kl.py, rl/importance.py. Run as a Ray actor, one per rank (`make_trainer_actor`).
 
-What `update` implements: GRPO-style clipped policy loss on sequence advantages (Shao et al. 2024), optional KL to the
-reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch (Yao et al.
-2025). Left out here: the critic / GAE path (PPO) and KL-in-reward, which the loop does not offer yet.
+What `update` implements: clipped policy loss on sequence (GRPO family) or per-token (PPO/GAE) advantages, optional
+KL to the reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch
+(Yao et al. 2025). `kl_to_reference` serves the KL-in-reward placement; the critic is its own actor (rl/critic.py).
+With `prefix_sharing` the system prompt common to a minibatch runs once per optimizer step (rl/prefix_sharing.py
+`SharedPrefix`), however many micro-batches the minibatch has.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from rl.deepspeed_rank import deepspeed_config, init_rank, run_update_schedule, 
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
 from rl.logprobs import token_logprobs
-from rl.prefix_sharing import prefix_shared_token_logprobs
+from rl.prefix_sharing import SharedPrefix, shared_prefix_length
 from rl.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
 
 
@@ -55,7 +57,9 @@ class PolicyTrainer:
         if gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.tied_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
-        config = deepspeed_config(algo, micro_batch_size, grad_accum_steps, dtype)
+        # With prefix sharing each optimizer step has one more backward: the shared prefix's, after the micro-batches.
+        self.prefix = None  # the current minibatch's SharedPrefix while an update runs
+        config = deepspeed_config(algo, micro_batch_size, grad_accum_steps + int(prefix_sharing), dtype)
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
         )
@@ -74,10 +78,9 @@ class PolicyTrainer:
     def _token_logprobs(self, model, batch: TrainBatch, start: int):
         """(log-probs of tokens start..L-1 [B, L-start], logits predicting them [B, L-start, V])."""
         input_ids = batch.input_ids.to(self.engine.device)
-        if self.prefix_sharing:  # the system prompt shared by every row: computed once per micro-batch
-            return prefix_shared_token_logprobs(
-                model, input_ids, batch.attention_mask.to(self.engine.device), start, self.temperature
-            )
+        if self.prefix is not None:  # the system prompt shared by every row: computed once for many micro-batches
+            return self.prefix.logprobs(model, input_ids, batch.attention_mask.to(self.engine.device), start,
+                                        self.temperature)
         keep = input_ids.shape[1] - start + 1
         # No attention mask: rows are right-padded, so under causal attention no real token ever sees a pad, and
         # without a mask SDPA runs its fused causal kernel instead of materialising [B, heads, L, L] scores.
@@ -88,12 +91,30 @@ class PolicyTrainer:
     def _no_grad_logprobs(self, model, batch: TrainBatch, micro_batch_size: int) -> torch.Tensor:
         """Token-coordinate log-probs of the whole batch (old policy or reference), computed in micro-batches."""
         out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
-        for begin in range(0, len(batch), micro_batch_size):
-            micro = batch.select(slice(begin, begin + micro_batch_size)).trimmed()
-            start = micro.first_trained_position()
-            logprobs, _ = self._token_logprobs(model, micro, start)
-            out[begin : begin + len(micro), start : micro.input_ids.shape[1]] = logprobs.float().cpu()
+        self.prefix = self._shared_prefix(model, batch)
+        try:
+            for begin in range(0, len(batch), micro_batch_size):
+                micro = batch.select(slice(begin, begin + micro_batch_size)).trimmed()
+                start = micro.first_trained_position()
+                logprobs, _ = self._token_logprobs(model, micro, start)
+                out[begin : begin + len(micro), start : micro.input_ids.shape[1]] = logprobs.float().cpu()
+        finally:
+            self.prefix = None
         return out
+
+    def _shared_prefix(self, model, batch: TrainBatch) -> SharedPrefix | None:
+        """The prompt prefix common to `batch`'s rows, run once (None when prefix sharing is off). Every rank uses
+        the shortest length found on any rank, so all ranks backpropagate through the same graph (ZeRO-2 reduces
+        gradients in hook order)."""
+        if not self.prefix_sharing:
+            return None
+        batch = batch.trimmed()
+        ids, mask = batch.input_ids.to(self.engine.device), batch.attention_mask.to(self.engine.device)
+        start = batch.first_trained_position()
+        length = torch.tensor([shared_prefix_length(ids, mask, start)])
+        if torch.is_grad_enabled():
+            torch.distributed.all_reduce(length, op=torch.distributed.ReduceOp.MIN)
+        return SharedPrefix(model, ids, mask, start, max_length=int(length.item()))
 
     # ---- the update --------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -124,6 +145,7 @@ class PolicyTrainer:
         result = run_update_schedule(
             batch.loss_mask, algo, micro_batch_size,
             lambda rows, total: self._micro_step(batch, rows, total, old_logprobs, ref_logprobs),
+            begin_minibatch=self._begin_minibatch(batch), end_minibatch=self._prefix_step if self.prefix_sharing else None,
         )
         result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else algo.lr
         result["time/trainer_logprob_s"] = logprob_seconds
@@ -166,16 +188,42 @@ class PolicyTrainer:
         # DeepSpeed divides by gradient_accumulation_steps; scale so the micro losses sum to the minibatch loss.
         fraction = weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
-        # Every rank must take part in the gradient all-reduce, so a non-finite loss on any rank zeroes this
-        # micro-batch's contribution on all of them; the driver counts it (stats["nonfinite"]) and stops after K.
-        finite = torch.tensor([float(torch.isfinite(scaled).item())])
+        stats["nonfinite"] = self._backward_and_step(scaled, zero=lambda: logits.float().sum() * 0.0)
+        return stats
+
+    def _begin_minibatch(self, batch: TrainBatch):
+        """With prefix sharing: run the minibatch's shared prefix once (with grad) before its micro-batches."""
+        if not self.prefix_sharing:
+            return None
+
+        def begin(rows: list[int]) -> None:
+            self.prefix = self._shared_prefix(self.engine, batch.select(rows))
+
+        return begin
+
+    def _prefix_step(self) -> dict[str, float]:
+        """After the minibatch's micro-batches: the shared prefix's backward (the gradient its KV collected from every
+        micro-batch) as one more DeepSpeed micro-step, which ends the gradient accumulation and steps the optimizer."""
+        prefix, self.prefix = self.prefix, None
+        surrogate = prefix.surrogate_loss() if prefix is not None else None
+        parameters_zero = lambda: sum(p.sum() for p in self.engine.module.parameters()) * 0.0  # noqa: E731
+        if surrogate is None:  # nothing shared (on every rank: the length is agreed): keep DeepSpeed's count
+            surrogate = parameters_zero()
+        # The leaves' gradients already carry the micro-batch weights; undo DeepSpeed's division by the steps.
+        return {"nonfinite": self._backward_and_step(surrogate * self.engine.gradient_accumulation_steps(),
+                                                     zero=parameters_zero)}
+
+    def _backward_and_step(self, loss: torch.Tensor, zero) -> float:
+        """DeepSpeed backward + (boundary-aware) step. Every rank must take part in the gradient all-reduce, so a
+        non-finite loss on any rank replaces it by `zero()` on all of them; returns 1.0 when that happened (the
+        driver counts it and stops after fault.max_nonfinite_steps)."""
+        finite = torch.tensor([float(torch.isfinite(loss).item())])
         torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         if finite.item() == 0:
-            scaled = logits.float().sum() * 0.0
-        stats["nonfinite"] = 1.0 - finite.item()
-        self.engine.backward(scaled)
+            loss = zero()
+        self.engine.backward(loss)
         self.engine.step()
-        return stats
+        return 1.0 - finite.item()
 
     # ---- weights and checkpoints ------------------------------------------------------------------------------------
     def get_weights(self) -> list[tuple[str, np.ndarray]]:

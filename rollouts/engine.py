@@ -65,6 +65,7 @@ class RolloutEngine:
 
         start = time.time()
         self.llm = LLM(model=model_path, **(engine_kwargs or {}))
+        self.sleeping = False
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_token_ids = {self.tokenizer.eos_token_id}
         self.next_turn_ids = self._next_turn_ids()
@@ -158,6 +159,18 @@ class RolloutEngine:
             truncated=episode.truncated,
             n_turns=len(episode.texts),
         )
+
+    def sleep(self) -> None:
+        """Offload the weights to CPU memory and drop the KV cache (vLLM sleep level 1; needs enable_sleep_mode,
+        CUDA only), so a trainer on the same GPU can use the memory. Prefix-cache entries are lost with the cache."""
+        if not self.sleeping:
+            self.llm.sleep(level=1)
+            self.sleeping = True
+
+    def wake_up(self) -> None:
+        if self.sleeping:
+            self.llm.wake_up()
+            self.sleeping = False
 
     def load_weights(self, named_arrays: list) -> float:
         """Reload the policy weights in place (HF parameter names; numpy arrays or tensors). Returns seconds taken."""

@@ -89,3 +89,14 @@ def test_sweep_makes_one_run_folder_per_job_in_one_wandb_group(tiny_model_dir, t
         ("algo.kl_coef=0", "seed=1"), ("algo.kl_coef=0", "seed=2"),
         ("algo.kl_coef=0.05", "seed=1"), ("algo.kl_coef=0.05", "seed=2"),
     ]
+
+
+def test_placement_settings_are_checked_at_start_up(tiny_model_dir):
+    cfg = load_config(_compose("resources.placement=colocated", "resources.engine_sleep=false",
+                               f"model.path={tiny_model_dir}"))
+    assert cfg.resources.placement == "colocated" and str(cfg.resources.engine_sleep).lower() == "false"
+    for override, message in [("resources.placement=spread", "resources.placement"),
+                              ("resources.engine_sleep=maybe", "resources.engine_sleep"),
+                              ("resources.placement_timeout_s=0", "resources.placement_timeout_s")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(_compose(override, f"model.path={tiny_model_dir}"))

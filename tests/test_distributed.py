@@ -1,5 +1,6 @@
 """Two DeepSpeed ranks (gloo) and two vLLM-CPU engines on one machine, through the real launcher, with PPO: the
-critic is a third DeepSpeed actor and the KL to the reference goes into the per-token reward."""
+critic is a third DeepSpeed actor and the KL to the reference goes into the per-token reward. The roles are placed
+`colocated` (engine i with rank i, the critic and RM with pair 0); every other end-to-end test uses `split`."""
 from __future__ import annotations
 
 import math
@@ -13,8 +14,9 @@ pytestmark = pytest.mark.heavy
 
 def test_ppo_with_two_trainer_ranks_two_engines_and_a_critic(tiny_model_dir, tmp_path):
     run_dir = tmp_path / "multi"
-    run_train(tiny_model_dir, run_dir, "algo=ppo", "trainer.world_size=2", "rollout.n_engines=2", "total_steps=2",
-              "eval.at_start=false")
+    result = run_train(tiny_model_dir, run_dir, "algo=ppo", "trainer.world_size=2", "rollout.n_engines=2",
+                       "total_steps=2", "eval.at_start=false", "resources.placement=colocated")
+    assert "2 engine(s), 2 trainer rank(s), placement colocated" in result.stdout + result.stderr
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "train/loss" in r]
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:

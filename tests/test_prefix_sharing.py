@@ -140,3 +140,49 @@ def test_prefix_runs_once_per_level():
     prefix_shared_token_logprobs(model, ids, mask, start=37, group_size=2)
     length = ids.shape[1]
     assert shapes == [(1, 30), (1, 5), (2, length - 35), (1, 6), (2, length - 36)]
+
+
+def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
+    """SharedPrefix: the prefix runs once for 3 micro-batches; their losses plus one backward of the surrogate give
+    the gradients of the plain forward of all rows (the trainer's gradient accumulation, with the prefix shared)."""
+    from rl.prefix_sharing import SharedPrefix
+
+    g = torch.Generator().manual_seed(7)
+    system, request = random_tokens(30, g), random_tokens(4, g)
+    rows = [system + request + random_tokens(n, g) for n in (5, 9, 2, 7, 11, 3)]
+    ids, mask = right_padded(rows)
+    start = 34
+    weights = torch.randn(ids.shape[0], ids.shape[1] - start, generator=g)
+    model = tiny_llama()
+    lp_plain, g_plain = logprobs_and_grads(model, plain_logprobs, ids, mask, start, weights)
+
+    model.zero_grad(set_to_none=True)
+    prefix = SharedPrefix(model, ids, mask, start)
+    assert prefix.length == 33 and prefix.trainable  # stops before start - 1, whose logit predicts token `start`
+    shapes = []
+    model.model.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                          with_kwargs=True)
+    pieces = []
+    for begin in range(0, 6, 2):
+        rows_ = slice(begin, begin + 2)
+        logprobs, _ = prefix.logprobs(model, ids[rows_], mask[rows_], start)
+        real = mask[rows_, start:].float()
+        (logprobs * real * weights[rows_]).sum().backward()
+        pieces.append((logprobs * real).detach())
+    prefix.surrogate_loss().backward()
+    assert shapes == [(2, ids.shape[1] - 33)] * 3  # no micro-batch re-ran the prefix
+    torch.testing.assert_close(torch.cat(pieces), lp_plain, atol=1e-5, rtol=0)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, g_plain[name], atol=1e-5, rtol=0, msg=f"gradient of {name}")
+
+
+def test_minibatch_prefix_rejects_rows_that_do_not_share_it():
+    from rl.prefix_sharing import SharedPrefix
+
+    g = torch.Generator().manual_seed(8)
+    ids, mask = right_padded([random_tokens(20, g) + [5, 6] for _ in range(2)])
+    with torch.no_grad():
+        prefix = SharedPrefix(tiny_llama(), ids[:1], mask[:1], start=20)
+        with pytest.raises(ValueError, match="shared prefix of 19 tokens"):
+            prefix.logprobs(tiny_llama(), ids[1:], mask[1:], start=20)
+    assert prefix.surrogate_loss() is None  # computed without grad: nothing to push back

@@ -47,6 +47,9 @@ class BenchConfig:
     matmul_seconds: float = 2.0  # how long to measure the fp32 matmul rate
     rss_interval_s: float = 0.5
     afrl_overrides: list[str] = field(default_factory=list)  # extra Hydra overrides for afrl's TrainConfig
+    # TRL's per-device batch (gradient accumulation makes up the step); None = afrl's trainer.micro_batch_size.
+    # Lower it when TRL's plain forward of long prompts does not fit beside afrl (workload=paper: 1).
+    trl_micro_batch_size: Optional[int] = None
     work_dir: str = "outputs/bench/work"  # TRL output_dir and afrl's run folder
 
 
@@ -66,6 +69,8 @@ def validate_bench(cfg: BenchConfig) -> None:
           cfg.hardware.rollout_backend, "vllm | hf | auto")
     check(cfg.warmup_steps >= 0, "warmup_steps", cfg.warmup_steps, "an int >= 0")
     check(cfg.steps >= 1, "steps", cfg.steps, "an int >= 1")
+    check(cfg.trl_micro_batch_size is None or cfg.trl_micro_batch_size >= 1, "trl_micro_batch_size",
+          cfg.trl_micro_batch_size, "null or an int >= 1")
     check(cfg.lr > 0, "lr", cfg.lr, "a number > 0")
     check(cfg.kl_coef >= 0, "kl_coef", cfg.kl_coef, "a number >= 0")
     check(cfg.temperature > 0, "temperature", cfg.temperature, "a number > 0")

@@ -1,10 +1,11 @@
 """The `hardware=gpu` path of the bench: afrl's roles sharing one CUDA GPU, with HF generate when vLLM-CUDA is absent.
 
 Never needed for CI and not runnable on the CPU machine; kept small and explicit.
-- `colocate_on_one_gpu`: rl.cluster.start_cluster asks one whole GPU per engine and per trainer rank, which a single
-  card cannot place (Ray would wait forever). For the bench, the actor factories are wrapped so each role asks for
-  1 / (engines + ranks) of the GPU; vLLM keeps to rollout.gpu_memory_utilization of the memory.
-- `HFRolloutEngine`: the RolloutEngine interface (ready / generate / load_weights) on `model.generate`, single-turn
+- The roles share the card through `resources.placement=colocated` (set by the bench's GPU overrides): one bundle
+  holds engine and trainer; vLLM keeps to rollout.gpu_memory_utilization of the memory and sleeps during the update.
+- `use_hf_engines`: the cluster starts `HFRolloutEngine` actors instead of vLLM ones.
+- `HFRolloutEngine`: the RolloutEngine interface (ready / generate / sleep / wake_up / load_weights) on
+  `model.generate`, single-turn
   (the bench runs max_turns=1), sampler log-probs from the processed scores (temperature and top-p applied, as vLLM).
 """
 from __future__ import annotations
@@ -13,37 +14,13 @@ import os
 import time
 
 
-class _GpuShare:
-    """A Ray actor class whose `.options(num_gpus=...)` asks for `share` of a GPU instead of a whole one."""
-
-    def __init__(self, actor_class, share: float):
-        self.actor_class, self.share = actor_class, share
-
-    def options(self, **kwargs):
-        kwargs["num_gpus"] = self.share if kwargs.get("num_gpus") else 0
-        return self.actor_class.options(**kwargs)
-
-    def remote(self, *args, **kwargs):
-        return self.actor_class.options(num_gpus=self.share).remote(*args, **kwargs)
-
-
-def colocate_on_one_gpu(n_roles: int, hf_engines: bool) -> None:
+def use_hf_engines() -> None:
+    """Rollout engines on HF generate (the CUDA vLLM wheel is absent): the cluster starts `HFRolloutEngine` actors."""
     import ray
 
     import rl.cluster
-    import rl.trainer
 
-    share = 1.0 / n_roles
-    make_engine, make_trainer = rl.cluster.make_engine_actor, rl.trainer.make_trainer_actor
-
-    def engine_actor(num_cpus: float = 1):
-        return _GpuShare(ray.remote(num_cpus=num_cpus)(HFRolloutEngine) if hf_engines else make_engine(num_cpus), share)
-
-    def trainer_actor(num_cpus: float = 1, num_gpus: float = 0):
-        return make_trainer(num_cpus=num_cpus, num_gpus=share if num_gpus else 0)
-
-    rl.cluster.make_engine_actor = engine_actor
-    rl.trainer.make_trainer_actor = trainer_actor
+    rl.cluster.make_engine_actor = lambda num_cpus=1: ray.remote(num_cpus=num_cpus)(HFRolloutEngine)
 
 
 class HFRolloutEngine:
@@ -101,6 +78,16 @@ class HFRolloutEngine:
                 truncated=not tokens or tokens[-1] not in self.eos_ids, n_turns=1,
             ))
         return samples
+
+    def sleep(self) -> None:
+        """Free the GPU for the trainer: the model goes to CPU memory (vLLM's sleep level 1 does the same)."""
+        import torch
+
+        self.model.to("cpu")
+        torch.cuda.empty_cache()
+
+    def wake_up(self) -> None:
+        self.model.to(self.device)
 
     def load_weights(self, named_arrays: list) -> float:
         """HF-named arrays from PolicyTrainer.get_weights (bf16 arrives as its int16 bit pattern)."""

@@ -68,6 +68,7 @@ def afrl_train_config(cfg: BenchConfig, model_path: str):
         f"rollout.max_new_tokens={w.max_new_tokens}", "rollout.max_turns=1", f"rollout.temperature={cfg.temperature}",
         f"rollout.max_model_len={w.max_model_len}", f"hardware.device={cfg.hardware.device}",
         f"hardware.dtype={cfg.hardware.dtype}", "logger.wandb=false", "logger.progress=false", "eval.n=0",
+        *(["resources.placement=colocated"] if cfg.hardware.device == "cuda" else []),  # one GPU for every role
         *cfg.afrl_overrides,
     ]
     register_schema()
@@ -125,7 +126,8 @@ def run_bench(cfg: BenchConfig) -> dict:
 
             trl = TrlSide(model_path, texts, requests, prefill, train_cfg.reward.rule, cfg.workload, cfg.lr,
                           cfg.kl_coef, cfg.temperature, cfg.seed, cfg.hardware.device, cfg.hardware.dtype,
-                          str(Path(cfg.work_dir, "trl")), train_cfg.trainer.micro_batch_size)
+                          str(Path(cfg.work_dir, "trl")),
+                          cfg.trl_micro_batch_size or train_cfg.trainer.micro_batch_size)
             trl_records = trl.run(total, afrl_step)
         else:
             for step in range(1, total + 1):
@@ -153,6 +155,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         "prompt_tokens": len(tokenizer(texts[0], add_special_tokens=False)["input_ids"]),
         "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
         "afrl_overrides": list(cfg.afrl_overrides),
+        "trl_micro_batch_size": cfg.trl_micro_batch_size or train_cfg.trainer.micro_batch_size,
     }
     result = build_result(meta, rows, prefix)
     print(format_table(result), flush=True)
@@ -166,7 +169,7 @@ def _start_afrl(cfg: BenchConfig, train_cfg):
     from rl.bench.afrl_side import AfrlSide
 
     if cfg.hardware.device == "cuda":
-        from rl.bench.gpu import colocate_on_one_gpu
+        from rl.bench.gpu import use_hf_engines
 
         backend = cfg.hardware.rollout_backend
         if backend == "auto":
@@ -174,7 +177,8 @@ def _start_afrl(cfg: BenchConfig, train_cfg):
 
             backend = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
         log.info("rollouts on one GPU with %s", "vLLM" if backend == "vllm" else "HF generate")
-        colocate_on_one_gpu(train_cfg.rollout.n_engines + train_cfg.trainer.world_size, hf_engines=backend == "hf")
+        if backend == "hf":
+            use_hf_engines()
     afrl = AfrlSide(train_cfg, Path(cfg.work_dir, "afrl").resolve())
     log.info("afrl cluster started in %.0fs", afrl.start())
     return afrl

@@ -4,8 +4,9 @@ Same model, prompts (afrl's rendered token text, "<" prefill included, so both s
 prompts x samples, max new tokens, temperature, optimizer (AdamW, constant lr, grad-norm clip 1.0), loss aggregation
 (TRL `loss_type="grpo"` = afrl's seq_mean_token_mean), clip 0.2, group-std advantages, KL coefficient, and reward
 (rewards.rule.RuleReward on rollouts.parsing.parse_transcript of "<" + completion).
-Micro-batches are the same size on both sides (afrl's trainer.micro_batch_size; TRL accumulates gradients over the
-step's micro-batches and still generates the whole step's samples at once). Left as each framework does it: afrl
+Micro-batches are the same size on both sides unless `trl_micro_batch_size` says otherwise (TRL accumulates gradients
+over the step's micro-batches, so the optimizer step is the same; it still generates the whole step's samples at
+once). Left as each framework does it: afrl
 applies truncated importance weights (vLLM vs trainer log-probs), TRL without vLLM has none to apply.
 
 Steps are timed by a TrainerCallback from on_step_begin to on_step_end (TRL generates inside training_step, so
