@@ -50,6 +50,9 @@ class BenchConfig:
     # TRL's per-device batch (gradient accumulation makes up the step); None = afrl's trainer.micro_batch_size.
     # Lower it when TRL's plain forward of long prompts does not fit beside afrl (workload=paper: 1).
     trl_micro_batch_size: Optional[int] = None
+    # true: TRL and afrl steps alternate (load drift hits both alike), both frameworks resident at once. false: TRL's
+    # steps, then afrl's, one framework in memory at a time (workload=paper: both at once do not fit in 24 GiB).
+    alternate: bool = True
     work_dir: str = "outputs/bench/work"  # TRL output_dir and afrl's run folder
 
 

@@ -1,9 +1,12 @@
-"""Run the benchmark: afrl's loop and TRL's GRPOTrainer on one workload, alternating steps, in one process tree."""
+"""Run the benchmark: afrl's loop and TRL's GRPOTrainer on one workload in one process tree, alternating steps
+(or, with alternate=false, TRL's steps then afrl's, one framework in memory at a time)."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import platform
+import shutil
 from pathlib import Path
 
 from rl.bench.config import BenchConfig, BenchConfigError
@@ -111,8 +114,9 @@ def run_bench(cfg: BenchConfig) -> dict:
     total = cfg.warmup_steps + cfg.steps
     afrl_records: list[dict] = []
     afrl = None
+    shutil.rmtree(cfg.work_dir, ignore_errors=True)  # afrl's run folder and TRL's output: this run's only
     with RssSampler(cfg.rss_interval_s) as rss:
-        if "afrl" in sides:
+        if "afrl" in sides and cfg.alternate:
             afrl = _start_afrl(cfg, train_cfg)
 
         def afrl_step(step: int) -> None:
@@ -128,8 +132,11 @@ def run_bench(cfg: BenchConfig) -> dict:
                           cfg.kl_coef, cfg.temperature, cfg.seed, cfg.hardware.device, cfg.hardware.dtype,
                           str(Path(cfg.work_dir, "trl")),
                           cfg.trl_micro_batch_size or train_cfg.trainer.micro_batch_size)
-            trl_records = trl.run(total, afrl_step)
-        else:
+            trl_records = trl.run(total, afrl_step if cfg.alternate else lambda step: None)
+            del trl  # free TRL's model and optimizer before afrl runs alone (or the prefix row loads a model)
+            gc.collect()
+        if "afrl" in sides and not afrl_records:  # afrl alone, or after TRL when not alternating
+            afrl = afrl or _start_afrl(cfg, train_cfg)
             for step in range(1, total + 1):
                 afrl_step(step)
     rows = {}
@@ -144,8 +151,6 @@ def run_bench(cfg: BenchConfig) -> dict:
     if prefix_samples:
         from rl.bench.prefix_row import measure_prefix_sharing
 
-        if "trl" in sides:
-            del trl  # free TRL's model and optimizer before loading another copy
         prefix = measure_prefix_sharing(model_path, prefix_samples, cfg.workload.samples_per_prompt,
                                         cfg.hardware.dtype, cfg.hardware.device, cfg.prefix_reps,
                                         tokenizer.pad_token_id or 0)
@@ -156,6 +161,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
         "afrl_overrides": list(cfg.afrl_overrides),
         "trl_micro_batch_size": cfg.trl_micro_batch_size or train_cfg.trainer.micro_batch_size,
+        "alternate": cfg.alternate,
     }
     result = build_result(meta, rows, prefix)
     print(format_table(result), flush=True)
