@@ -161,7 +161,9 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
     start = time.time()
     plan = placement_plan(cfg, hardware, with_trainers)
     start_ray(cfg, plan)
-    group = create_placement_group(plan, cfg.resources.placement_timeout_s)
+    # A local cluster has all its resources at once: no point waiting long for bundles that cannot appear.
+    wait_s = cfg.resources.placement_timeout_s if cfg.ray.address else min(cfg.resources.placement_timeout_s, 30.0)
+    group = create_placement_group(plan, wait_s)
     reward_model = None
     if plan.reward_model is not None:
         from rewards.rm import make_rm_actor

@@ -115,7 +115,7 @@ class ResourcesConfig:
     trainer_gpus: float = 1.0  # split: GPUs per DeepSpeed rank
     critic_gpus: float = 1.0  # split: GPUs for the critic
     engine_sleep: str = "auto"  # auto = sleep when colocated on GPU | true | false
-    placement_timeout_s: float = 600.0  # waiting for Ray to reserve the bundles (e.g. autoscaling nodes)
+    placement_timeout_s: float = 600.0  # waiting for Ray to reserve the bundles on ray.address (autoscaling); 30 s max locally
 
 
 @dataclass

