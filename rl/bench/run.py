@@ -114,7 +114,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     total = cfg.warmup_steps + cfg.steps
     afrl_records: list[dict] = []
     afrl = None
-    shutil.rmtree(cfg.work_dir, ignore_errors=True)  # afrl's run folder and TRL's output: this run's only
+    for side in ("afrl", "trl"):  # the sides' own folders hold this run's output only (never the whole work_dir)
+        shutil.rmtree(Path(cfg.work_dir, side), ignore_errors=True)
     with RssSampler(cfg.rss_interval_s) as rss:
         if "afrl" in sides and cfg.alternate:
             afrl = _start_afrl(cfg, train_cfg)
