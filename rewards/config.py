@@ -128,12 +128,16 @@ class RewardConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     mix: MixConfig = field(default_factory=MixConfig)
 
+    @property
+    def used_components(self) -> list[str]:
+        """The rewards this config scores with: the mix's components, or the one named."""
+        return [c.name for c in self.mix.components] if self.name == "mix" else [self.name]
+
     def validate(self) -> "RewardConfig":
         """Check the sections the chosen reward uses; raise RewardConfigError naming the key. Returns self."""
         _require(self.name in REWARD_NAMES, "name", self.name, f"one of {', '.join(REWARD_NAMES)}")
-        used = [c.name for c in self.mix.components] if self.name == "mix" else [self.name]
         if self.name == "mix":
             self.mix.validate()
-        for section in used:
+        for section in self.used_components:
             getattr(self, section).validate()
         return self

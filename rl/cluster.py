@@ -40,16 +40,11 @@ def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
              log_to_driver=True, configure_logging=False)
 
 
-def uses_reward_model(cfg: TrainConfig) -> bool:
-    names = [c.name for c in cfg.reward.mix.components] if cfg.reward.name == "mix" else [cfg.reward.name]
-    return "rm" in names
-
-
 def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True) -> PlacementPlan:
     r = cfg.resources
     return plan_placement(
         r.placement, cfg.rollout.n_engines, cfg.trainer.world_size if with_trainers else 0,
-        with_trainers and cfg.algo.uses_critic, uses_reward_model(cfg), hardware.device == "cuda",
+        with_trainers and cfg.algo.uses_critic, "rm" in cfg.reward.used_components, hardware.device == "cuda",
         r.engine_gpus, r.trainer_gpus, r.critic_gpus, cfg.reward.rm.num_gpus, str(r.engine_sleep).lower(),
     )
 

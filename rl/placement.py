@@ -98,13 +98,13 @@ def _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, 
                          (of("reward_model") or (None,))[0], engines_sleep)
 
 
-def create_placement_group(plan: PlacementPlan, timeout_s: float, name: str | None = None):
+def create_placement_group(plan: PlacementPlan, timeout_s: float):
     """Reserve the plan's bundles (PACK: as few nodes as possible). Raises, naming what is missing, if Ray cannot
     place them within `timeout_s`."""
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    group = placement_group(list(plan.bundles), strategy="PACK", name=name or "")
+    group = placement_group(list(plan.bundles), strategy="PACK")
     ready, _ = ray.wait([group.ready()], timeout=timeout_s)
     if not ready:
         remove_placement_group(group)

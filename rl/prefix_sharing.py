@@ -122,8 +122,7 @@ def prefix_shared_token_logprobs(
     if group_size is not None and (group_size < 1 or batch % group_size):
         raise ValueError(f"group_size must divide the batch of {batch} rows, got {group_size}")
     _check_model(model)
-    limit = shared_prefix_limit(attention_mask, start)
-    shared = common_prefix_length(input_ids, limit)
+    shared = shared_prefix_length(input_ids, attention_mask, start)
     past = _extend_prefix(model, None, input_ids[:1, :shared], 0)
     return _grouped_suffix_logprobs(model, past, shared, input_ids, attention_mask, start, temperature, group_size)
 
