@@ -23,6 +23,14 @@ def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, de
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
 
 
+def min_over_ranks(value: float, device: torch.device | str) -> float:
+    """The smallest `value` over all ranks. The tensor lives on the rank's device: NCCL reduces only CUDA tensors
+    (a CPU tensor fails with "No backend type associated with device type cpu"), gloo only CPU ones."""
+    tensor = torch.tensor([float(value)], device=device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MIN)
+    return float(tensor.item())
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

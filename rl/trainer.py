@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from rl.batch import TrainBatch
-from rl.deepspeed_rank import deepspeed_config, init_rank, run_update_schedule, weight_fraction
+from rl.deepspeed_rank import deepspeed_config, init_rank, min_over_ranks, run_update_schedule, weight_fraction
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
 from rl.logprobs import token_logprobs
@@ -111,10 +111,10 @@ class PolicyTrainer:
         batch = batch.trimmed()
         ids, mask = batch.input_ids.to(self.engine.device), batch.attention_mask.to(self.engine.device)
         start = batch.first_trained_position()
-        length = torch.tensor([shared_prefix_length(ids, mask, start)])
+        length = shared_prefix_length(ids, mask, start)
         if torch.is_grad_enabled():
-            torch.distributed.all_reduce(length, op=torch.distributed.ReduceOp.MIN)
-        return SharedPrefix(model, ids, mask, start, max_length=int(length.item()))
+            length = int(min_over_ranks(length, self.engine.device))
+        return SharedPrefix(model, ids, mask, start, max_length=length)
 
     # ---- the update --------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -217,13 +217,12 @@ class PolicyTrainer:
         """DeepSpeed backward + (boundary-aware) step. Every rank must take part in the gradient all-reduce, so a
         non-finite loss on any rank replaces it by `zero()` on all of them; returns 1.0 when that happened (the
         driver counts it and stops after fault.max_nonfinite_steps)."""
-        finite = torch.tensor([float(torch.isfinite(loss).item())])
-        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if finite.item() == 0:
+        finite = min_over_ranks(float(torch.isfinite(loss).item()), self.engine.device)
+        if finite == 0:
             loss = zero()
         self.engine.backward(loss)
         self.engine.step()
-        return 1.0 - finite.item()
+        return 1.0 - finite
 
     # ---- weights and checkpoints ------------------------------------------------------------------------------------
     def get_weights(self) -> list[tuple[str, np.ndarray]]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rl.bench.random_model import TOKENIZER_FILES
+
 DEFAULT_MODEL_DIR = Path(os.environ.get("AFRL_CACHE", Path.home() / ".cache" / "afrl")) / "models" / "smollm2-135m-instruct"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
 def pytest_configure(config):
@@ -25,20 +26,9 @@ def smollm2_tokenizer_dir() -> Path:
 
 def build_tiny_model(out_dir: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
     """2 layers, hidden 128, head dim 64 (vLLM's CPU attention supports it), the SmolLM2 vocabulary, tied embeddings."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from rl.bench.random_model import build_random_model
 
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=49152, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
-        pad_token_id=2, torch_dtype="float32",
-    )
-    LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if (tokenizer_dir / name).exists():
-            shutil.copy(tokenizer_dir / name, out_dir / name)
-    return out_dir
+    return build_random_model("tiny", tokenizer_dir, out_dir, seed)
 
 
 @pytest.fixture(scope="session")

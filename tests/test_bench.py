@@ -166,3 +166,62 @@ def test_bench_smoke_on_tiny_model(tiny_model_dir, tmp_path):
     assert result["ratio_samples_per_s_afrl_over_trl"] > 0
     assert result["prefix_sharing"]["max_abs_logprob_diff"] < 1e-4
     assert "afrl/TRL samples/s ratio" in done.stdout
+
+
+def test_random_model_shapes_match_the_published_sizes(smollm2_tokenizer_dir):
+    """The smollm2-135m shape has exactly the default model's parameter count; qwen2.5-1.5b with SmolLM2's 49k
+    vocabulary is 1.39B (Qwen's own 151k rows would add 0.16B)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rl.bench.random_model import model_config
+    from rl.bench.run import count_parameters
+
+    def n_params(shape):
+        with torch.device("meta"):
+            return sum(p.numel() for p in AutoModelForCausalLM.from_config(model_config(shape, 49152, 1, 2)).parameters())
+
+    assert n_params("smollm2-135m") == count_parameters(str(smollm2_tokenizer_dir))
+    assert 1.38e9 < n_params("qwen2.5-1.5b") < 1.39e9
+    assert 0.40e9 < n_params("qwen2.5-0.5b") < 0.41e9
+
+
+def test_random_model_is_reproducible_and_loadable(smollm2_tokenizer_dir, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rl.bench.random_model import UnknownShapeError, build_random_model, main
+
+    first = build_random_model("tiny", smollm2_tokenizer_dir, tmp_path / "a", seed=3)
+    main(["--shape", "tiny", "--out", str(tmp_path / "b"), "--tokenizer", str(smollm2_tokenizer_dir), "--seed", "3"])
+    a, b = load_file(first / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    model = AutoModelForCausalLM.from_pretrained(first)
+    tokenizer = AutoTokenizer.from_pretrained(first)
+    assert model.config.vocab_size == len(tokenizer) and model.config.eos_token_id == tokenizer.eos_token_id
+    with pytest.raises(UnknownShapeError, match="shape='llama-7b'"):
+        build_random_model("llama-7b", smollm2_tokenizer_dir, tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="tokenizer_dir="):
+        build_random_model("tiny", tmp_path / "nowhere", tmp_path / "d")
+
+
+@pytest.mark.heavy
+def test_bench_afrl_side_on_hf_generate_engines(tiny_model_dir, tmp_path):
+    """hardware=gpu's rollout path (HFRolloutEngine actors in place of vLLM) on CPU: afrl alone, real Ray +
+    DeepSpeed, weight sync into the HF engine; the prefix row compares shared and plain forwards."""
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable, str(ROOT / "launch" / "bench.py"), f"hardware.model_path={tiny_model_dir}", "warmup_steps=1",
+        "steps=1", "workload.prompts_per_step=1", "workload.samples_per_prompt=2", "workload.max_new_tokens=4",
+        "hardware.rollout_backend=hf", "hardware.sides=[afrl]", f"json_path={out}", f"work_dir={tmp_path / 'work'}",
+        "matmul_seconds=0.2", f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "WANDB_MODE": "disabled"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "rollouts on cpu with HF generate" in done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert set(result["rows"]) == {"afrl"}
+    row = result["rows"]["afrl"]
+    assert row["steps"] == 1 and row["generated_tokens_per_step"] > 0 and row["step_s_median"] > 0
+    assert result["prefix_sharing"]["max_abs_logprob_diff"] < 1e-4

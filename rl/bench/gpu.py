@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 
 def use_hf_engines() -> None:
@@ -96,8 +97,10 @@ class HFRolloutEngine:
 
         start = time.time()
         state = {}
-        for name, array in named_arrays:
-            tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
-            state[name] = tensor.view(torch.bfloat16) if tensor.dtype == torch.int16 else tensor
+        with warnings.catch_warnings():  # arrays from the object store are read-only; load_state_dict only reads them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            for name, array in named_arrays:
+                tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
+                state[name] = tensor.view(torch.bfloat16) if tensor.dtype == torch.int16 else tensor
         self.model.load_state_dict(state, strict=False)  # a tied lm_head is not sent
         return time.time() - start

@@ -175,27 +175,29 @@ def run_bench(cfg: BenchConfig) -> dict:
 def _start_afrl(cfg: BenchConfig, train_cfg):
     from rl.bench.afrl_side import AfrlSide
 
-    if cfg.hardware.device == "cuda":
+    backend = cfg.hardware.rollout_backend
+    if backend == "auto":
+        import importlib.util
+
+        backend = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+    log.info("rollouts on %s with %s", cfg.hardware.device, "vLLM" if backend == "vllm" else "HF generate")
+    if backend == "hf":  # the GPU node without vLLM-CUDA; on CPU it runs the same engine for a test
         from rl.bench.gpu import use_hf_engines
 
-        backend = cfg.hardware.rollout_backend
-        if backend == "auto":
-            import importlib.util
-
-            backend = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
-        log.info("rollouts on one GPU with %s", "vLLM" if backend == "vllm" else "HF generate")
-        if backend == "hf":
-            use_hf_engines()
+        use_hf_engines()
     afrl = AfrlSide(train_cfg, Path(cfg.work_dir, "afrl").resolve())
     log.info("afrl cluster started in %.0fs", afrl.start())
     return afrl
 
 
 def _with_mfu(record: dict, n_params: int, peak: float | None) -> dict:
-    """Update FLOPs (6 x params x trained tokens) per second of the update phase, and that over the card's peak."""
+    """Useful update FLOPs per second of the update phase, and that over the card's peak. Useful = 6 x params x
+    (unique prompt tokens + generated tokens), the floor's count: a shared prefix counts once, so prefix sharing can
+    raise this MFU only by computing less, never by counting the prefix per sample."""
     if peak is None or record["update_s"] <= 0:
         return record
-    tflops = 6.0 * n_params * record["trained_tokens"] / record["update_s"] / 1e12
+    useful_tokens = record["unique_prompt_tokens"] + record["generated_tokens"]
+    tflops = 6.0 * n_params * useful_tokens / record["update_s"] / 1e12
     return {**record, "update_tflops": tflops, "update_mfu": tflops / peak}
 
 
