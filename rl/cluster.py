@@ -133,13 +133,21 @@ class Cluster:
 
 
 def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str, plan: PlacementPlan, group) -> list:
-    engine_env = {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb)))} if hardware.device == "cpu" else {}
     Engine = make_engine_actor()
     return [
         Engine.options(**slot_options(group, slot)).remote(
-            model_path, {**engine_kwargs(cfg, hardware, cfg.seed + i), **sleep_kwargs(plan)}, engine_env)
+            model_path, {**engine_kwargs(cfg, hardware, cfg.seed + i), **sleep_kwargs(plan)},
+            cpu_engine_env(cfg, hardware, i, len(plan.engines)))
         for i, slot in enumerate(plan.engines)
     ]
+
+
+def cpu_engine_env(cfg: TrainConfig, hardware: Hardware, index: int, count: int) -> dict:
+    """vLLM-CPU's KV-cache size, and this engine's share of the node's cores (generation and training alternate, so
+    the engines may use every core while they generate)."""
+    if hardware.device != "cpu":
+        return {}
+    return {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb))), "AFRL_ENGINE_SHARE": f"{index}/{count}"}
 
 
 def sleep_kwargs(plan: PlacementPlan) -> dict:

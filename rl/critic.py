@@ -77,7 +77,7 @@ class CriticTrainer:
             backbone.gradient_checkpointing_enable()
         model = ValueModel(backbone, backbone.config.hidden_size).to(torch_dtype)
         config_algo = algo if lr is None else replace(algo, lr=lr)
-        config = deepspeed_config(config_algo, micro_batch_size, grad_accum_steps, dtype)
+        config = deepspeed_config(config_algo, micro_batch_size, grad_accum_steps, dtype, world_size)
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
         )

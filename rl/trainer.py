@@ -59,7 +59,7 @@ class PolicyTrainer:
         self.tied_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
         # With prefix sharing each optimizer step has one more backward: the shared prefix's, after the micro-batches.
         self.prefix = None  # the current minibatch's SharedPrefix while an update runs
-        config = deepspeed_config(algo, micro_batch_size, grad_accum_steps + int(prefix_sharing), dtype)
+        config = deepspeed_config(algo, micro_batch_size, grad_accum_steps + int(prefix_sharing), dtype, world_size)
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
         )
@@ -188,7 +188,7 @@ class PolicyTrainer:
         # DeepSpeed divides by gradient_accumulation_steps; scale so the micro losses sum to the minibatch loss.
         fraction = weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
-        stats["nonfinite"] = self._backward_and_step(scaled, zero=lambda: logits.float().sum() * 0.0)
+        stats.update(self._backward_and_step(scaled, zero=lambda: logits.float().sum() * 0.0))
         return stats
 
     def _begin_minibatch(self, batch: TrainBatch):
@@ -210,19 +210,32 @@ class PolicyTrainer:
         if surrogate is None:  # nothing shared (on every rank: the length is agreed): keep DeepSpeed's count
             surrogate = parameters_zero()
         # The leaves' gradients already carry the micro-batch weights; undo DeepSpeed's division by the steps.
-        return {"nonfinite": self._backward_and_step(surrogate * self.engine.gradient_accumulation_steps(),
-                                                     zero=parameters_zero)}
+        return self._backward_and_step(surrogate * self.engine.gradient_accumulation_steps(), zero=parameters_zero)
 
-    def _backward_and_step(self, loss: torch.Tensor, zero) -> float:
+    def _backward_and_step(self, loss: torch.Tensor, zero) -> dict[str, float]:
         """DeepSpeed backward + (boundary-aware) step. Every rank must take part in the gradient all-reduce, so a
-        non-finite loss on any rank replaces it by `zero()` on all of them; returns 1.0 when that happened (the
-        driver counts it and stops after fault.max_nonfinite_steps)."""
+        non-finite loss on any rank replaces it by `zero()` on all of them; `nonfinite` is 1.0 when that happened (the
+        driver counts it and stops after fault.max_nonfinite_steps). At an optimizer step, also the gradient norm
+        before clipping."""
         finite = min_over_ranks(float(torch.isfinite(loss).item()), self.engine.device)
         if finite == 0:
             loss = zero()
         self.engine.backward(loss)
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        # Without ZeRO, DeepSpeed's fp32 path clips without keeping the norm: take it from the accumulated gradients.
+        own_norm = self._accumulated_grad_norm() if boundary and self.engine.zero_optimization_stage() == 0 else None
         self.engine.step()
-        return 1.0 - finite
+        stats = {"nonfinite": 1.0 - finite}
+        if boundary:
+            norm = self.engine.get_global_grad_norm()
+            stats["grad_norm"] = float(norm if norm is not None else own_norm)
+        return stats
+
+    def _accumulated_grad_norm(self) -> float | None:
+        grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+        if not grads:  # bf16: DeepSpeed's optimizer holds the fp32 gradients and reports the norm itself
+            return None
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
 
     # ---- weights and checkpoints ------------------------------------------------------------------------------------
     def get_weights(self) -> list[tuple[str, np.ndarray]]:

@@ -70,9 +70,37 @@ def cpu_safe_kwargs(engine_kwargs: dict) -> dict:
     return {"enable_chunked_prefill": False, "max_num_batched_tokens": budget, **engine_kwargs}
 
 
+def engine_cores(cores: list[int], share: str) -> list[int]:
+    """This engine's part of the node's cores: `share` "i/n" is engine i of n on the node."""
+    index, count = (int(x) for x in share.split("/"))
+    if not 0 <= index < count:
+        raise ValueError(f"engine share={share!r}: index must be in [0, {count})")
+    cores = sorted(cores)
+    per_engine = max(1, len(cores) // count)
+    start = (index * per_engine) % len(cores)
+    return cores[start:start + per_engine]
+
+
+def use_cores(share: str) -> None:
+    """Generate on this engine's share of the cores. Ray starts a 1-CPU actor with OMP_NUM_THREADS=1, and vLLM-CPU
+    forbids torch.set_num_threads once its worker exists, so the count is set here, before the engine: with 2 cores
+    the engine generated on one while the other idled (training and generation alternate)."""
+    import torch
+
+    everything = sorted(os.sched_getaffinity(0))
+    mine = engine_cores(everything, share)
+    if len(mine) < len(everything):
+        os.sched_setaffinity(0, mine)
+    torch.set_num_threads(len(mine))
+
+
 class RolloutEngine:
     def __init__(self, model_path: str, engine_kwargs: dict | None = None, env: dict | None = None):
-        for key, value in (env or {}).items():
+        env = dict(env or {})
+        share = env.pop("AFRL_ENGINE_SHARE", None)
+        if share:
+            use_cores(share)
+        for key, value in env.items():
             os.environ.setdefault(key, str(value))
         # Keep the engine in this process so collective_rpc("reload_weights") reaches the model (design.md section 3).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")

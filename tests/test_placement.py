@@ -1,9 +1,14 @@
 """Ray placement (rl/placement.py): the plan of bundles and slots per layout, and real Ray actors landing in them."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from rl.placement import PlacementPlan, Slot, create_placement_group, plan_placement, slot_options
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_split_gives_every_actor_its_own_bundle_with_its_gpus():
@@ -141,3 +146,25 @@ def test_colocated_engines_sleep_for_the_update_and_wake_before_the_weight_sync(
     awake.sleep_engines()
     awake.sync_weights(timeout_s=60)
     assert ray.get(awake.engines[0].history.remote()) == ["load_weights:1"]
+
+
+def test_engine_cores_split_the_node_between_engines():
+    from rollouts.engine import engine_cores
+
+    assert engine_cores([1, 0], "0/1") == [0, 1]
+    assert engine_cores([0, 1, 2, 3], "0/2") == [0, 1] and engine_cores([0, 1, 2, 3], "1/2") == [2, 3]
+    assert engine_cores([0, 1], "1/3") == [1] and engine_cores([0, 1], "2/3") == [0]  # more engines than cores: wrap
+    with pytest.raises(ValueError, match="share='2/2'"):
+        engine_cores([0, 1], "2/2")
+
+
+def test_an_engine_actor_gets_its_cores_despite_omp_num_threads_1():
+    """Ray starts 1-CPU actors with OMP_NUM_THREADS=1; the engine sets its thread count before vLLM locks it."""
+    import subprocess
+    import sys
+
+    code = ("import os, torch; from rollouts.engine import use_cores; use_cores('0/1'); "
+            "print(torch.get_num_threads(), len(os.sched_getaffinity(0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split()
+    assert out[0] == out[1], out

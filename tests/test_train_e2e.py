@@ -42,7 +42,8 @@ def test_metrics_have_training_and_eval_keys_with_finite_values(full_run):
     assert [r["step"] for r in train_rows] == [1, 2, 3]
     assert [r["step"] for r in eval_rows] == [0, 2, 3]  # at start, every 2 steps, at the end
     for key in ("train/reward_mean", "train/loss", "train/kl", "train/entropy", "train/response_len",
-                "train/parse_failure_rate", "time/generate_s", "time/update_s", "time/sync_s", "time/step_s"):
+                "train/parse_failure_rate", "train/grad_norm", "time/generate_s", "time/update_s", "time/sync_s",
+                "time/step_s"):
         for row in train_rows:
             assert math.isfinite(row[key]), (key, row[key])
     for key in ("eval/free/compliance", "eval/paid/compliance", "eval/gap/abs", "eval/parse_failure_rate"):
