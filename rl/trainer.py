@@ -142,6 +142,7 @@ class PolicyTrainer:
             self._no_grad_logprobs(self.reference, batch, micro_batch_size) if kl_coef > 0 else None
         )
         logprob_seconds = time.time() - start
+        self.phase_seconds = {"prefix_forward": 0.0, "prefix_backward_and_step": 0.0}
         result = run_update_schedule(
             batch.loss_mask, algo, micro_batch_size,
             lambda rows, total: self._micro_step(batch, rows, total, old_logprobs, ref_logprobs),
@@ -150,6 +151,8 @@ class PolicyTrainer:
         result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else algo.lr
         result["time/trainer_logprob_s"] = logprob_seconds
         result["time/trainer_update_s"] = time.time() - start - logprob_seconds
+        if self.prefix_sharing:  # the rest of the update is the micro-batches' suffix forwards and backwards
+            result.update({f"time/trainer_{name}_s": seconds for name, seconds in self.phase_seconds.items()})
         return result
 
     def _micro_step(self, batch, index, total, old_logprobs, ref_logprobs) -> dict[str, float]:
@@ -197,20 +200,25 @@ class PolicyTrainer:
             return None
 
         def begin(rows: list[int]) -> None:
+            start = time.time()
             self.prefix = self._shared_prefix(self.engine, batch.select(rows))
+            self.phase_seconds["prefix_forward"] += time.time() - start
 
         return begin
 
     def _prefix_step(self) -> dict[str, float]:
         """After the minibatch's micro-batches: the shared prefix's backward (the gradient its KV collected from every
         micro-batch) as one more DeepSpeed micro-step, which ends the gradient accumulation and steps the optimizer."""
+        start = time.time()
         prefix, self.prefix = self.prefix, None
         surrogate = prefix.surrogate_loss() if prefix is not None else None
         parameters_zero = lambda: sum(p.sum() for p in self.engine.module.parameters()) * 0.0  # noqa: E731
         if surrogate is None:  # nothing shared (on every rank: the length is agreed): keep DeepSpeed's count
             surrogate = parameters_zero()
         # The leaves' gradients already carry the micro-batch weights; undo DeepSpeed's division by the steps.
-        return self._backward_and_step(surrogate * self.engine.gradient_accumulation_steps(), zero=parameters_zero)
+        stats = self._backward_and_step(surrogate * self.engine.gradient_accumulation_steps(), zero=parameters_zero)
+        self.phase_seconds["prefix_backward_and_step"] += time.time() - start
+        return stats
 
     def _backward_and_step(self, loss: torch.Tensor, zero) -> dict[str, float]:
         """DeepSpeed backward + (boundary-aware) step. Every rank must take part in the gradient all-reduce, so a

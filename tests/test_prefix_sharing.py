@@ -128,7 +128,8 @@ def test_bad_input_is_a_clear_error():
 
 
 def test_prefix_runs_once_per_level():
-    """The forwards actually share: batch 1 over the common prefix, batch 1 per group extension, then the suffixes."""
+    """The forwards actually share: batch 1 over the common prefix, batch 1 per group extension, then the group's
+    suffixes laid end to end in one sequence."""
     g = torch.Generator().manual_seed(6)
     system, requests = random_tokens(30, g), [random_tokens(5, g), random_tokens(6, g)]
     rows = [system + request + random_tokens(n, g) for request in requests for n in (4, 9)]
@@ -139,9 +140,37 @@ def test_prefix_runs_once_per_level():
                                           with_kwargs=True)
     prefix_shared_token_logprobs(model, ids, mask, start=37, group_size=2)
     length = ids.shape[1]
-    assert shapes == [(1, 30), (1, 5), (2, length - 35), (1, 6), (2, length - 36)]
+    assert shapes == [(1, 30), (1, 5), (1, 2 * (length - 35)), (1, 6), (1, 2 * (length - 36))]
 
 
+def test_grouped_suffix_mask_by_hand():
+    """2 suffixes of 3 tokens after a 2-token prefix: each sees the prefix and its own row up to itself."""
+    from rl.prefix_sharing import grouped_suffix_mask
+
+    expected = torch.tensor([
+        [1, 1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 0, 1, 0, 0],
+        [1, 1, 0, 0, 0, 1, 1, 0],
+        [1, 1, 0, 0, 0, 1, 1, 1],
+    ], dtype=torch.bool)
+    assert torch.equal(grouped_suffix_mask(2, 3, 2)[0, 0], expected)
+
+
+def test_block_mask_format_follows_the_attention_implementation():
+    """SDPA takes the boolean mask, eager attention an additive one; anything else is refused by name."""
+    from types import SimpleNamespace
+
+    from rl.prefix_sharing import _as_attention_mask, grouped_suffix_mask
+
+    allowed = grouped_suffix_mask(2, 3, 2)
+    model = lambda name: SimpleNamespace(config=SimpleNamespace(_attn_implementation=name))  # noqa: E731
+    assert _as_attention_mask(model("sdpa"), allowed, torch.float32) is allowed
+    additive = _as_attention_mask(model("eager"), allowed, torch.float32)
+    assert torch.equal(additive == 0, allowed) and additive.min() == torch.finfo(torch.float32).min
+    with pytest.raises(ValueError, match="attn_implementation sdpa or eager.*'flash_attention_2'"):
+        _as_attention_mask(model("flash_attention_2"), allowed, torch.float32)
 def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
     """SharedPrefix: the prefix runs once for 3 micro-batches; their losses plus one backward of the surrogate give
     the gradients of the plain forward of all rows (the trainer's gradient accumulation, with the prefix shared)."""
@@ -170,7 +199,7 @@ def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
         (logprobs * real * weights[rows_]).sum().backward()
         pieces.append((logprobs * real).detach())
     prefix.surrogate_loss().backward()
-    assert shapes == [(2, ids.shape[1] - 33)] * 3  # no micro-batch re-ran the prefix
+    assert shapes == [(1, 2 * (ids.shape[1] - 33))] * 3  # no micro-batch re-ran the prefix; 2 suffixes end to end
     torch.testing.assert_close(torch.cat(pieces), lp_plain, atol=1e-5, rtol=0)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, g_plain[name], atol=1e-5, rtol=0, msg=f"gradient of {name}")
