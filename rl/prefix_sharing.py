@@ -62,8 +62,8 @@ def _check_model(model) -> None:
         )
 
 
-def _cache_of(layers: list[tuple[Tensor, Tensor]], batch: int):
-    """A DynamicCache holding `layers` ([1, H, P, D] keys/values), as views over `batch` rows (no copy)."""
+def _cache_of(layers: list[tuple[Tensor, Tensor]]):
+    """A DynamicCache holding `layers` ([1, H, P, D] keys/values, the tensors themselves: no copy)."""
     from transformers import DynamicCache
 
     cache = DynamicCache()
@@ -71,8 +71,7 @@ def _cache_of(layers: list[tuple[Tensor, Tensor]], batch: int):
     for keys, values in layers:
         layer = cache.layer_class_to_replicate()
         layer.lazy_initialization(keys, values)
-        layer.keys = keys.expand(batch, -1, -1, -1)
-        layer.values = values.expand(batch, -1, -1, -1)
+        layer.keys, layer.values = keys, values
         cache.layers.append(layer)
     return cache
 
@@ -85,7 +84,7 @@ def _extend_prefix(model, past: list[tuple[Tensor, Tensor]] | None, ids: Tensor,
     """Run `ids` [1, n] (positions offset..offset+n-1) on top of `past`; returns the keys/values of the whole prefix."""
     if ids.shape[1] == 0:
         return past
-    cache = _cache_of(past, 1) if past else None
+    cache = _cache_of(past) if past else None
     positions = torch.arange(offset, offset + ids.shape[1], device=ids.device).unsqueeze(0)
     out = model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
     return _kv_tensors(out.past_key_values)
@@ -110,7 +109,7 @@ def _suffix_logits(model, past, input_ids: Tensor, attention_mask: Tensor, prefi
     mask = _as_attention_mask(model, grouped_suffix_mask(batch, suffix, prefix_len, device), past[0][0].dtype)
     logits = model(
         input_ids=input_ids[:, prefix_len:].reshape(1, batch * suffix), position_ids=positions,
-        attention_mask=mask, past_key_values=_cache_of(past, 1), use_cache=True, logits_to_keep=wanted,
+        attention_mask=mask, past_key_values=_cache_of(past), use_cache=True, logits_to_keep=wanted,
     ).logits
     return logits.view(batch, keep, -1)
 
