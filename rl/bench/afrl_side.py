@@ -42,8 +42,6 @@ class AfrlSide:
             "step_s": metrics["time/step_s"],
             "samples": n,
             "generated_tokens": metrics["train/response_len"] * n,
-            "trained_tokens": sum(len(p.token_ids) for p in prompts) * self.cfg.algo.group_size
-            + metrics["train/response_len"] * n,
             "unique_prompt_tokens": unique_prefix_tokens([p.token_ids for p in prompts]),
             "generate_s": metrics["time/generate_s"], "reward_s": metrics["time/reward_s"],
             "logprob_s": logprob_s + metrics.get("time/ref_s", 0.0),
