@@ -60,6 +60,7 @@ class TrainerConfig:
     world_size: int = 1  # DeepSpeed ranks (Ray actors)
     micro_batch_size: int = 4  # sequences per forward/backward on one rank
     prefix_sharing: bool = True  # run the prompt prefix shared by a micro-batch's rows once (rl/prefix_sharing.py)
+    keep_freed_memory: bool = True  # CPU: glibc malloc reuses freed memory instead of returning it (rl/cluster.py)
 
 
 @dataclass

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from rl.bench.config import BenchConfig, BenchConfigError, validate_bench
-from rl.bench.floor import floor_flops, floor_seconds, measure_matmul_flops, unique_prefix_tokens
+from rl.bench.floor import (
+    attention_floor_flops, floor_flops, floor_seconds, generated_attention_pairs, measure_matmul_flops,
+    prefix_tree_attention_pairs, prompt_shape, unique_prefix_tokens,
+)
 from rl.bench.table import build_result, format_table, summarise_side, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +37,23 @@ def test_floor_arithmetic_by_hand():
         floor_flops(1, -1, 1)
 
 
+def test_attention_floor_by_hand():
+    # Prefix tree of [1,2,3], [1,2,4]: nodes at positions 0, 1, 2, 2 attend to 1 + 2 + 3 + 3 = 9 keys.
+    assert prefix_tree_attention_pairs([[1, 2, 3], [1, 2, 4]]) == 9
+    assert prefix_tree_attention_pairs([[1, 2, 3], [1, 2, 3]]) == 6
+    # 4 samples over prompts of 3 and 5 tokens, 2 generated tokens each: per prompt 2 samples x (2L + 3)
+    # = 2 x 9 + 2 x 13 = 44 pairs (a completion after L tokens attends to L+1, then L+2 keys).
+    assert generated_attention_pairs([3, 5], samples=4, mean_generated=2) == pytest.approx(44)
+    # update 3 forwards over prompt + completions, prefill 1 over the prompt: 10 x (3 x (9 + 44) + 9) = 1680
+    assert attention_floor_flops(10, 9, 44) == 1680
+    shape = prompt_shape([[1, 2, 3], [1, 2, 4]])
+    assert shape == {"unique_prompt_tokens": 4, "prompt_attention_pairs": 9, "prompt_lengths": [3, 3]}
+    with pytest.raises(ValueError, match="prompts=0"):
+        generated_attention_pairs([], 4, 2)
+    with pytest.raises(ValueError, match="negative"):
+        attention_floor_flops(1, -1, 0)
+
+
 def test_matmul_rate_is_positive():
     assert measure_matmul_flops(seconds=0.05, size=128) > 0
 
@@ -54,6 +74,13 @@ def test_summarise_side_by_hand():
     assert row["step_over_floor"] == pytest.approx(12.0 / 11.584)
     assert row["peak_rss_gb"] == 2.0
     assert row["split_s"]["update_s"] == 5.0
+    assert "floor_with_attention_s" not in row  # no attention FLOPs per pair given
+    # With attention: 8 samples over one 1400-token prompt (pairs 1400 x 1401 / 2 = 980700), 8 tokens generated each:
+    # completions 8 x (8 x 1400 + 36) = 89888 pairs; 100 FLOPs per pair: 100 x (3 x 1070588 + 980700) = 419.2464e6
+    shaped = [{**r, "prompt_attention_pairs": 980700, "prompt_lengths": [1400]} for r in afrl]
+    row = summarise_side(shaped, n_params=1000, flops_per_s=1e6, peak_rss_bytes=None, attention_flops_per_pair=100)
+    assert row["floor_with_attention_s"] == pytest.approx(11.584 + 419.2464)
+    assert row["step_over_floor_with_attention"] == pytest.approx(12.0 / (11.584 + 419.2464))
     with pytest.raises(ValueError, match="no timed steps"):
         summarise_side([], 1, 1.0, None)
 
@@ -175,13 +202,15 @@ def test_random_model_shapes_match_the_published_sizes(smollm2_tokenizer_dir):
     from transformers import AutoModelForCausalLM
 
     from rl.bench.random_model import model_config
-    from rl.bench.run import count_parameters
+    from rl.bench.run import model_counts
 
     def n_params(shape):
         with torch.device("meta"):
             return sum(p.numel() for p in AutoModelForCausalLM.from_config(model_config(shape, 49152, 1, 2)).parameters())
 
-    assert n_params("smollm2-135m") == count_parameters(str(smollm2_tokenizer_dir))
+    params, flops_per_pair = model_counts(str(smollm2_tokenizer_dir))
+    assert n_params("smollm2-135m") == params
+    assert flops_per_pair == 4 * 30 * 9 * 64  # 30 layers x 9 query heads x head_dim 64
     assert 1.38e9 < n_params("qwen2.5-1.5b") < 1.39e9
     assert 0.40e9 < n_params("qwen2.5-0.5b") < 0.41e9
 

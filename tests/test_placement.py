@@ -168,3 +168,53 @@ def test_an_engine_actor_gets_its_cores_despite_omp_num_threads_1():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split()
     assert out[0] == out[1], out
+
+
+def _learner_cfg(keep_freed_memory: bool = True):
+    from rl.config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg.trainer.keep_freed_memory = keep_freed_memory
+    return cfg
+
+
+def test_learner_options_set_glibc_tunables_on_cpu_only(monkeypatch):
+    from rl.cluster import KEEP_FREED_MEMORY, learner_options
+    from rl.hardware import Hardware
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    cpu, gpu = Hardware("cpu", "float32"), Hardware("cuda", "bfloat16")
+    assert learner_options(_learner_cfg(), cpu) == {"runtime_env": {"env_vars": {"GLIBC_TUNABLES": KEEP_FREED_MEMORY}}}
+    assert learner_options(_learner_cfg(), gpu) == {}
+    assert learner_options(_learner_cfg(keep_freed_memory=False), cpu) == {}
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # the user's own tunables are kept, first
+    env = learner_options(_learner_cfg(), cpu)["runtime_env"]["env_vars"]
+    assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{KEEP_FREED_MEMORY}"
+
+
+def test_a_learner_actor_keeps_a_freed_large_buffer_in_its_heap(local_ray):
+    """The tunables reach the actor's process at start-up: a 256 MB buffer comes from the heap (no mmap) and stays
+    there once freed; an actor without them maps it and hands it back."""
+    from rl.cluster import learner_options
+    from rl.hardware import Hardware
+
+    ray = local_ray
+
+    @ray.remote(num_cpus=0)
+    class HeapProbe:
+        def heap_mb_after_freeing_a_buffer(self) -> float:
+            import torch
+
+            buffer = torch.ones(64 * 2**20)  # 256 MB of float32, touched
+            del buffer
+            for line in Path("/proc/self/maps").read_text().splitlines():
+                if line.endswith("[heap]"):
+                    begin, end = (int(x, 16) for x in line.split()[0].split("-"))
+                    return (end - begin) / 2**20
+            return 0.0
+
+    options = learner_options(_learner_cfg(), Hardware("cpu", "float32"))
+    keeping, default = HeapProbe.options(**options).remote(), HeapProbe.remote()
+    kept, returned = ray.get([keeping.heap_mb_after_freeing_a_buffer.remote(),
+                              default.heap_mb_after_freeing_a_buffer.remote()], timeout=120)
+    assert kept >= 256 > returned, (kept, returned)

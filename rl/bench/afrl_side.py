@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rl.bench.floor import unique_prefix_tokens
+from rl.bench.floor import prompt_shape
 from rl.config import TrainConfig
 
 
@@ -42,7 +42,7 @@ class AfrlSide:
             "step_s": metrics["time/step_s"],
             "samples": n,
             "generated_tokens": metrics["train/response_len"] * n,
-            "unique_prompt_tokens": unique_prefix_tokens([p.token_ids for p in prompts]),
+            **prompt_shape([p.token_ids for p in prompts]),
             "generate_s": metrics["time/generate_s"], "reward_s": metrics["time/reward_s"],
             "logprob_s": logprob_s + metrics.get("time/ref_s", 0.0),
             "update_s": metrics["time/update_s"] - logprob_s, "sync_s": metrics["time/sync_s"],

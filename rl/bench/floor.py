@@ -6,6 +6,12 @@ divided by the measured dense matmul rate. "Unique prompt tokens" counts a token
 nodes of the prompts' prefix tree): with prefix caching and a prefix-shared update the shared system prompt is paid
 once per step. Left out on purpose, as in the issue: attention FLOPs and the decode forward of generated tokens, so the
 floor is a lower bound, not a prediction.
+
+The attention the issue's floor leaves out is not small on a long prompt: a token at position p attends to p + 1 keys,
+4 x layers x heads x head_dim FLOPs per query-key pair (QK^T and PV). On `paper` (5.6k tokens, SmolLM2-135M: 30
+layers x 9 heads x 64) that is 1.3 TFLOP per forward of a step's unique tokens, against 1.5 TFLOP for their
+parameter matmuls. `attention_floor_flops` adds it (forward + backward = 3 forwards in the update, as 6N counts
+the parameters; one forward of the prompt at prefill) for a second floor, printed beside the issue's.
 """
 from __future__ import annotations
 
@@ -13,19 +19,63 @@ import time
 from typing import Sequence
 
 
-def unique_prefix_tokens(sequences: Sequence[Sequence[int]]) -> int:
-    """Number of nodes in the prefix tree of `sequences` (identical prefixes counted once)."""
-    ordered = sorted(tuple(s) for s in sequences)
-    total, previous = 0, ()
-    for seq in ordered:
+def _new_nodes(sequences: Sequence[Sequence[int]]):
+    """Each sequence of the prefix tree of `sequences` in sorted order, with how many of its leading tokens are nodes
+    already counted (shared with the previous one)."""
+    previous: tuple = ()
+    for seq in sorted(tuple(s) for s in sequences):
         shared = 0
         for a, b in zip(previous, seq):
             if a != b:
                 break
             shared += 1
-        total += len(seq) - shared
+        yield seq, shared
         previous = seq
-    return total
+
+
+def unique_prefix_tokens(sequences: Sequence[Sequence[int]]) -> int:
+    """Number of nodes in the prefix tree of `sequences` (identical prefixes counted once)."""
+    return sum(len(seq) - shared for seq, shared in _new_nodes(sequences))
+
+
+def prefix_tree_attention_pairs(sequences: Sequence[Sequence[int]]) -> int:
+    """Causal query-key pairs of one forward over the prefix tree of `sequences`: every node (a token at position p,
+    shared prefixes counted once) attends to p + 1 keys."""
+    return sum(sum(range(shared + 1, len(seq) + 1)) for seq, shared in _new_nodes(sequences))
+
+
+def prompt_shape(prompts: Sequence[Sequence[int]]) -> dict:
+    """What a step record keeps of its distinct prompts for the floors: unique tokens, the prefix tree's attention
+    pairs and each prompt's length."""
+    return {"unique_prompt_tokens": unique_prefix_tokens(prompts),
+            "prompt_attention_pairs": prefix_tree_attention_pairs(prompts),
+            "prompt_lengths": [len(p) for p in prompts]}
+
+
+def generated_attention_pairs(prompt_lengths: Sequence[int], samples: int, mean_generated: float) -> float:
+    """Query-key pairs of `samples` completions of `mean_generated` tokens each, spread evenly over prompts of these
+    lengths: generated token j of a completion after a prompt of L tokens attends to L + j + 1 keys."""
+    if not prompt_lengths or samples < 0 or mean_generated < 0:
+        raise ValueError(f"need prompts, samples >= 0 and mean_generated >= 0: prompts={len(prompt_lengths)}, "
+                         f"samples={samples}, mean_generated={mean_generated}")
+    per_prompt = samples / len(prompt_lengths)
+    g = mean_generated
+    return per_prompt * sum(g * length + g * (g + 1) / 2 for length in prompt_lengths)
+
+
+def attention_floor_flops(flops_per_pair: float, prompt_pairs: float, generated_pairs: float) -> float:
+    """Attention FLOPs of a step: the update's forward + backward (3 forwards) over prompt and completions, plus one
+    forward of the prompt at prefill. `flops_per_pair` = 4 x layers x heads x head_dim (`attention_flops_per_pair`)."""
+    if min(flops_per_pair, prompt_pairs, generated_pairs) < 0:
+        raise ValueError(f"negative count: flops_per_pair={flops_per_pair}, prompt_pairs={prompt_pairs}, "
+                         f"generated_pairs={generated_pairs}")
+    return flops_per_pair * (3.0 * (prompt_pairs + generated_pairs) + prompt_pairs)
+
+
+def attention_flops_per_pair(config) -> int:
+    """4 x layers x query heads x head_dim of an HF decoder config: QK^T and PV, 2 FLOPs per multiply-add each."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 4 * config.num_hidden_layers * config.num_attention_heads * head_dim
 
 
 def floor_flops(n_params: int, unique_prompt_tokens: int, generated_tokens: int) -> float:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from rl.bench.config import BenchConfig, BenchConfigError
-from rl.bench.floor import measure_matmul_flops
+from rl.bench.floor import attention_flops_per_pair, measure_matmul_flops
 from rl.bench.memory import RssSampler
 from rl.bench.table import build_result, format_table, summarise_side, write_json
 
@@ -45,14 +45,16 @@ def peak_tflops(cfg: BenchConfig, device_name: str) -> float | None:
     return None
 
 
-def count_parameters(model_path: str) -> int:
-    """Parameters of the model (tied embeddings once), built on the meta device: no weights are read."""
+def model_counts(model_path: str) -> tuple[int, int]:
+    """Parameters of the model (tied embeddings once), built on the meta device: no weights are read; and its
+    attention FLOPs per query-key pair."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    config = AutoConfig.from_pretrained(model_path)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
-    return sum(p.numel() for p in model.parameters())
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters()), attention_flops_per_pair(config)
 
 
 def afrl_train_config(cfg: BenchConfig, model_path: str):
@@ -106,7 +108,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     flops_per_s = measure_matmul_flops(cfg.matmul_seconds, size=1024 if cfg.hardware.device == "cpu" else 8192,
                                        dtype=cfg.hardware.dtype, device=cfg.hardware.device)
     log.info("matmul rate %.1f GFLOP/s (%s)", flops_per_s / 1e9, cfg.hardware.dtype)
-    n_params = count_parameters(model_path)
+    n_params, flops_per_pair = model_counts(model_path)
     train_cfg = afrl_train_config(cfg, model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     texts, requests, prefill = prompt_texts(train_cfg, tokenizer)
@@ -142,10 +144,12 @@ def run_bench(cfg: BenchConfig) -> dict:
                 afrl_step(step)
     rows = {}
     if trl_records:
-        rows["trl"] = summarise_side(trl_records[cfg.warmup_steps:], n_params, flops_per_s, rss.peak_self)
+        rows["trl"] = summarise_side(trl_records[cfg.warmup_steps:], n_params, flops_per_s, rss.peak_self,
+                                     flops_per_pair)
     prefix_samples = None
     if afrl is not None:
-        rows["afrl"] = summarise_side(afrl_records[cfg.warmup_steps:], n_params, flops_per_s, rss.peak_children)
+        rows["afrl"] = summarise_side(afrl_records[cfg.warmup_steps:], n_params, flops_per_s, rss.peak_children,
+                                      flops_per_pair)
         prefix_samples = afrl.sample_batch(total) if cfg.prefix_row else None
         afrl.shutdown()
     prefix = None

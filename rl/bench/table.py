@@ -5,16 +5,18 @@ import json
 import statistics
 from pathlib import Path
 
-from rl.bench.floor import floor_seconds
+from rl.bench.floor import attention_floor_flops, floor_seconds, generated_attention_pairs
 
 # afrl's split of a step, in the order the loop runs it: (record key, label).
 AFRL_PHASES = (("generate_s", "generation"), ("reward_s", "reward"), ("logprob_s", "log-prob/ref"),
                ("update_s", "update"), ("sync_s", "weight sync"))
 
 
-def summarise_side(records: list[dict], n_params: int, flops_per_s: float, peak_rss_bytes: int | None) -> dict:
+def summarise_side(records: list[dict], n_params: int, flops_per_s: float, peak_rss_bytes: int | None,
+                   attention_flops_per_pair: float | None = None) -> dict:
     """One side's row from its timed step records (each: step_s, samples, generated_tokens, unique_prompt_tokens,
-    and optionally the AFRL_PHASES keys)."""
+    and optionally the AFRL_PHASES keys). With `attention_flops_per_pair` and records that carry
+    prompt_attention_pairs and prompt_lengths (rl.bench.floor.prompt_shape), also the floor with attention."""
     if not records:
         raise ValueError("summarise_side: no timed steps (steps must be >= 1)")
     times = [r["step_s"] for r in records]
@@ -36,6 +38,10 @@ def summarise_side(records: list[dict], n_params: int, flops_per_s: float, peak_
         "step_over_floor": median / floor,
         "peak_rss_gb": None if peak_rss_bytes is None else peak_rss_bytes / 2**30,
     }
+    if attention_flops_per_pair is not None and "prompt_attention_pairs" in records[0]:
+        attention_s = statistics.mean(_attention_flops(r, attention_flops_per_pair) for r in records) / flops_per_s
+        row["floor_with_attention_s"] = floor + attention_s
+        row["step_over_floor_with_attention"] = median / (floor + attention_s)
     split = {key: statistics.median(r[key] for r in records) for key, _ in AFRL_PHASES if key in records[0]}
     if split:
         row["split_s"] = split
@@ -43,6 +49,12 @@ def summarise_side(records: list[dict], n_params: int, flops_per_s: float, peak_
         if key in records[0]:
             row[key] = statistics.median(r[key] for r in records)
     return row
+
+
+def _attention_flops(record: dict, flops_per_pair: float) -> float:
+    generated = generated_attention_pairs(record["prompt_lengths"], record["samples"],
+                                          record["generated_tokens"] / record["samples"])
+    return attention_floor_flops(flops_per_pair, record["prompt_attention_pairs"], generated)
 
 
 def build_result(meta: dict, rows: dict[str, dict], prefix_sharing: dict | None) -> dict:
@@ -73,7 +85,9 @@ def format_table(result: dict) -> str:
         ("seconds/step max", "step_s_max", ".1f"), ("samples/s", "samples_per_s", ".3f"),
         ("generated tokens/s", "generated_tokens_per_s", ".1f"), ("generated tokens/step", "generated_tokens_per_step", ".0f"),
         ("unique prompt tokens/step", "unique_prompt_tokens_per_step", ".0f"), ("compute floor s/step", "floor_s", ".2f"),
-        ("step time / floor", "step_over_floor", ".1f"), ("peak RSS GiB", "peak_rss_gb", ".2f"),
+        ("step time / floor", "step_over_floor", ".1f"),
+        ("floor with attention s/step", "floor_with_attention_s", ".2f"),
+        ("step time / floor with attention", "step_over_floor_with_attention", ".1f"), ("peak RSS GiB", "peak_rss_gb", ".2f"),
         ("update MFU", "update_mfu", ".3f"), ("vLLM prefix-cache hit rate", "prefix_cache_hit_rate", ".2f"),
     ]
     for label, key, fmt in spec:

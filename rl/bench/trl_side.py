@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from rl.bench.floor import unique_prefix_tokens
+from rl.bench.floor import prompt_shape
 
 
 def rule_reward_fn(prefill: str, rule_cfg, tokenizer, seen_prompts: list):
@@ -96,7 +96,7 @@ class TrlSide:
                 prompts = side.seen_prompts[-1] if side.seen_prompts else []
                 ids = [side.tokenizer(p, add_special_tokens=False)["input_ids"] for p in dict.fromkeys(prompts)]
                 records.append({"step_s": time.time() - self.start, "samples": n, "generated_tokens": 0,
-                                "unique_prompt_tokens": unique_prefix_tokens(ids)})
+                                **prompt_shape(ids)})
                 between_steps(state.global_step)
 
             def on_log(self, args, state, control, logs=None, **kwargs):
