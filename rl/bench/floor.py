@@ -9,7 +9,7 @@ floor is a lower bound, not a prediction.
 
 The attention the issue's floor leaves out is not small on a long prompt: a token at position p attends to p + 1 keys,
 4 x layers x heads x head_dim FLOPs per query-key pair (QK^T and PV). On `paper` (5.6k tokens, SmolLM2-135M: 30
-layers x 9 heads x 64) that is 1.3 TFLOP per forward of a step's unique tokens, against 1.5 TFLOP for their
+layers x 9 heads x 64) that is 1.3 TFLOP per forward of a step's unique tokens, against 1.7 TFLOP for their
 parameter matmuls. `attention_floor_flops` adds it (forward + backward = 3 forwards in the update, as 6N counts
 the parameters; one forward of the prompt at prefill) for a second floor, printed beside the issue's.
 """
