@@ -171,6 +171,8 @@ def test_block_mask_format_follows_the_attention_implementation():
     assert torch.equal(additive == 0, allowed) and additive.min() == torch.finfo(torch.float32).min
     with pytest.raises(ValueError, match="attn_implementation sdpa or eager.*'flash_attention_2'"):
         _as_attention_mask(model("flash_attention_2"), allowed, torch.float32)
+
+
 def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
     """SharedPrefix: the prefix runs once for 3 micro-batches; their losses plus one backward of the surrogate give
     the gradients of the plain forward of all rows (the trainer's gradient accumulation, with the prefix shared)."""
