@@ -47,6 +47,7 @@ RUN_INVARIANT_KEYS = (
     "total_steps", "resume", "run_dir", "exp_name", "dry_run", "classifier", "resources",
     "eval", "logger", "ckpt", "ray", "hardware",
     "rollout.sync_timeout_s", "rollout.kv_cache_gb", "rollout.gpu_memory_utilization", "rollout.enforce_eager",
+    "rollout.block_size",
     "model.name", "model.gradient_checkpointing",
     "fault",
 )

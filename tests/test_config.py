@@ -45,6 +45,7 @@ def test_missing_model_path_names_the_key(tmp_path):
 @pytest.mark.parametrize("override, key", [
     ("rollout.prompts_per_step=0", "rollout.prompts_per_step"),
     ("rollout.temperature=0", "rollout.temperature"),
+    ("rollout.block_size=0", "rollout.block_size"),
     ("trainer.world_size=3", "trainer.world_size"),
     ("algo.group_size=1", "algo.group_size"),
     ("eval.variants=[no_such_variant]", "eval.variants"),

@@ -88,6 +88,21 @@ def test_prefix_cache_hits_are_counted_per_sample(engine):
     assert 0.5 < rate <= 1.0 and prefix_cache_metrics(first)["rollout/prefix_cache_hit_rate"] < rate
 
 
+def test_a_cached_prompt_recomputes_less_than_one_32_token_block(engine):
+    """On vLLM-CPU the engine uses 32-token KV blocks (rollouts/engine.py CPU_BLOCK_SIZE): a prompt sampled again
+    recomputes only its tail past its last full block. With vLLM's default 128-token blocks this 370-token prompt would
+    recompute 113 tokens (369 % 128)."""
+    import random
+
+    rng = random.Random(1)
+    prompt = PromptSpec(Request("tail", "q"), FREE_TIER, tuple(rng.randrange(100, 40000) for _ in range(370)), "")
+    spec = SamplingSpec(n=1, max_new_tokens=2, max_turns=1, seed=5)
+    engine.generate([prompt], spec)
+    (again,) = engine.generate([prompt], spec)
+    cached = again.info["cached_prefill_tokens"]
+    assert cached % 32 == 0 and 0 < len(prompt.token_ids) - cached <= 32, cached
+
+
 def test_seeded_sampling_of_prompts_over_the_token_budget_does_not_crash(engine):
     """Regression: 5 distinct 1000-token prompts (5000 > vLLM-CPU's 4096-token step budget) with seeds. With chunked
     prefill a partial prefill made vLLM rewind a CPU generator ("CPU Generator does not use offset")."""

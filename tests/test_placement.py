@@ -170,6 +170,22 @@ def test_an_engine_actor_gets_its_cores_despite_omp_num_threads_1():
     assert out[0] == out[1], out
 
 
+def test_engine_block_size_is_32_on_cpu_unless_set():
+    from rl.cluster import engine_kwargs
+    from rl.config import TrainConfig
+    from rl.hardware import Hardware
+    from rollouts.engine import CPU_BLOCK_SIZE, cpu_engine_kwargs
+
+    cfg = TrainConfig()
+    assert "block_size" not in engine_kwargs(cfg, Hardware("cuda", "bfloat16"), 0)  # GPU: vLLM's own default
+    assert cpu_engine_kwargs(engine_kwargs(cfg, Hardware("cpu", "float32"), 0))["block_size"] == CPU_BLOCK_SIZE == 32
+    cfg.rollout.block_size = 64
+    assert cpu_engine_kwargs(engine_kwargs(cfg, Hardware("cpu", "float32"), 0))["block_size"] == 64
+    assert cpu_engine_kwargs({"max_model_len": 8192})["max_num_batched_tokens"] == 8192  # whole prefills still
+    with pytest.raises(ValueError, match=r"rollout\.block_size: .*multiples of 32 tokens, got 16"):
+        cpu_engine_kwargs({"block_size": 16})
+
+
 def _learner_cfg(keep_freed_memory: bool = True):
     from rl.config import TrainConfig
 
