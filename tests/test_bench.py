@@ -11,8 +11,9 @@ import pytest
 
 from rl.bench.config import BenchConfig, BenchConfigError, validate_bench
 from rl.bench.floor import (
-    attention_floor_flops, floor_flops, floor_seconds, generated_attention_pairs, measure_matmul_flops,
-    prefix_tree_attention_pairs, prompt_shape, unique_prefix_tokens,
+    attention_floor_flops, attention_flops_per_pair, attention_heads, floor_flops, floor_seconds,
+    generated_attention_pairs, measure_attention_flops, measure_matmul_flops, prefix_tree_attention_pairs, prompt_shape,
+    unique_prefix_tokens,
 )
 from rl.bench.table import build_result, format_table, summarise_side, write_json
 
@@ -58,6 +59,12 @@ def test_matmul_rate_is_positive():
     assert measure_matmul_flops(seconds=0.05, size=128) > 0
 
 
+def test_attention_rate_is_positive_and_checks_its_shape():
+    assert 0 < measure_attention_flops(64, heads=2, head_dim=16, repeats=1) < float("inf")
+    with pytest.raises(ValueError, match="head_dim"):
+        measure_attention_flops(64, heads=2, head_dim=0)
+
+
 def records(times, generated=64, unique=1400, **extra):
     return [{"step_s": t, "samples": 8, "generated_tokens": generated, "unique_prompt_tokens": unique, **extra}
             for t in times]
@@ -81,6 +88,12 @@ def test_summarise_side_by_hand():
     row = summarise_side(shaped, n_params=1000, flops_per_s=1e6, peak_rss_bytes=None, attention_flops_per_pair=100)
     assert row["floor_with_attention_s"] == pytest.approx(11.584 + 419.2464)
     assert row["step_over_floor_with_attention"] == pytest.approx(12.0 / (11.584 + 419.2464))
+    assert "floor_attention_at_kernel_rate_s" not in row  # no measured attention rate given
+    # The same attention FLOPs at an attention kernel running at half the matmul rate: 2 x 419.2464 s.
+    row = summarise_side(shaped, n_params=1000, flops_per_s=1e6, peak_rss_bytes=None, attention_flops_per_pair=100,
+                         attention_flops_per_s=0.5e6)
+    assert row["floor_attention_at_kernel_rate_s"] == pytest.approx(11.584 + 2 * 419.2464)
+    assert row["step_over_floor_attention_at_kernel_rate"] == pytest.approx(12.0 / (11.584 + 2 * 419.2464))
     with pytest.raises(ValueError, match="no timed steps"):
         summarise_side([], 1, 1.0, None)
 
@@ -88,7 +101,7 @@ def test_summarise_side_by_hand():
 def sample_result():
     meta = {"workload": {"name": "short", "prompts_per_step": 2, "samples_per_prompt": 4, "max_new_tokens": 64},
             "model": "m", "n_params": 135_000_000, "dtype": "float32", "device": "cpu", "matmul_gflops": 110.0,
-            "prompt_tokens": 1328, "load_before": [1.0, 1.0, 1.0], "load_after": [2.0, 2.0, 2.0]}
+            "attention_gflops": 60.0, "prompt_tokens": 1328, "load_before": [1.0, 1.0, 1.0], "load_after": [2.0, 2.0, 2.0]}
     rows = {
         "afrl": summarise_side(records([10.0], generate_s=4.0, reward_s=0.1, logprob_s=0.0, update_s=5.0, sync_s=0.9),
                                135_000_000, 110e9, 3 * 2**30),
@@ -104,6 +117,7 @@ def test_table_and_ratio():
     assert result["ratio_samples_per_s_afrl_over_trl"] == pytest.approx(4.0)  # 0.8 samples/s vs 0.2 samples/s
     table = format_table(result)
     assert "seconds/step median" in table and "10.0" in table and "40.0" in table
+    assert "matmul 110 GFLOP/s, attention 60 GFLOP/s (causal SDPA fwd+bwd, prompt length)" in table
     assert "afrl split (median s): generation 4.0, reward 0.1, log-prob/ref 0.0, update 5.0, weight sync 0.9" in table
     assert "afrl/TRL samples/s ratio: 4.00x" in table
     assert "speedup 5.00x" in table
@@ -188,9 +202,10 @@ def test_bench_smoke_on_tiny_model(tiny_model_dir, tmp_path):
     for side in ("afrl", "trl"):
         row = result["rows"][side]
         assert row["steps"] == 1
-        for key in ("step_s_median", "samples_per_s", "generated_tokens_per_s", "floor_s", "peak_rss_gb"):
+        for key in ("step_s_median", "samples_per_s", "generated_tokens_per_s", "floor_s", "floor_with_attention_s",
+                    "floor_attention_at_kernel_rate_s", "peak_rss_gb"):
             assert row[key] > 0, (side, key, row[key])
-    assert result["ratio_samples_per_s_afrl_over_trl"] > 0
+    assert result["attention_gflops"] > 0 and result["ratio_samples_per_s_afrl_over_trl"] > 0
     assert result["prefix_sharing"]["max_abs_logprob_diff"] < 1e-4
     assert "afrl/TRL samples/s ratio" in done.stdout
 
@@ -208,9 +223,10 @@ def test_random_model_shapes_match_the_published_sizes(smollm2_tokenizer_dir):
         with torch.device("meta"):
             return sum(p.numel() for p in AutoModelForCausalLM.from_config(model_config(shape, 49152, 1, 2)).parameters())
 
-    params, flops_per_pair = model_counts(str(smollm2_tokenizer_dir))
+    params, config = model_counts(str(smollm2_tokenizer_dir))
     assert n_params("smollm2-135m") == params
-    assert flops_per_pair == 4 * 30 * 9 * 64  # 30 layers x 9 query heads x head_dim 64
+    assert attention_heads(config) == (9, 64)
+    assert attention_flops_per_pair(config) == 4 * 30 * 9 * 64  # 30 layers x 9 query heads x head_dim 64
     assert 1.38e9 < n_params("qwen2.5-1.5b") < 1.39e9
     assert 0.40e9 < n_params("qwen2.5-0.5b") < 0.41e9
 

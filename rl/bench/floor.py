@@ -12,6 +12,10 @@ The attention the issue's floor leaves out is not small on a long prompt: a toke
 layers x 9 heads x 64) that is 1.3 TFLOP per forward of a step's unique tokens, against 1.7 TFLOP for their
 parameter matmuls. `attention_floor_flops` adds it (forward + backward = 3 forwards in the update, as 6N counts
 the parameters; one forward of the prompt at prefill) for a second floor, printed beside the issue's.
+
+A third floor prices that attention at the rate the attention kernel itself reaches here (`measure_attention_flops`,
+causal SDPA forward + backward at the workload's prompt length) instead of the dense matmul rate: what the step
+would take if every matmul ran at the dense rate and attention at its kernel's.
 """
 from __future__ import annotations
 
@@ -72,10 +76,15 @@ def attention_floor_flops(flops_per_pair: float, prompt_pairs: float, generated_
     return flops_per_pair * (3.0 * (prompt_pairs + generated_pairs) + prompt_pairs)
 
 
+def attention_heads(config) -> tuple[int, int]:
+    """(query heads, head_dim) of an HF decoder config."""
+    return config.num_attention_heads, getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
 def attention_flops_per_pair(config) -> int:
     """4 x layers x query heads x head_dim of an HF decoder config: QK^T and PV, 2 FLOPs per multiply-add each."""
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 4 * config.num_hidden_layers * config.num_attention_heads * head_dim
+    heads, head_dim = attention_heads(config)
+    return 4 * config.num_hidden_layers * heads * head_dim
 
 
 def floor_flops(n_params: int, unique_prompt_tokens: int, generated_tokens: int) -> float:
@@ -89,6 +98,33 @@ def floor_seconds(n_params: int, unique_prompt_tokens: int, generated_tokens: in
     if flops_per_s <= 0:
         raise ValueError(f"flops_per_s must be > 0, got {flops_per_s}")
     return floor_flops(n_params, unique_prompt_tokens, generated_tokens) / flops_per_s
+
+
+def measure_attention_flops(length: int, heads: int, head_dim: int, repeats: int = 2, dtype: str = "float32",
+                            device: str = "cpu") -> float:
+    """The rate attention runs at here, in the floor's FLOPs per second: causal SDPA forward + backward on one layer
+    of a `length`-token sequence ([1, heads, length, head_dim]), counted as 3 forwards of 4 x heads x head_dim per
+    query-key pair (how `attention_floor_flops` counts it), best of `repeats` after a warm-up. On CPU torch's flash
+    kernel multiplies [block x head_dim] tiles, a GEMM with an inner dimension of 64 that runs well below the dense
+    [1024 x 1024] rate of `measure_matmul_flops`."""
+    import torch
+
+    if min(length, heads, head_dim, repeats) < 1:
+        raise ValueError(f"length, heads, head_dim and repeats must be >= 1, got {length}, {heads}, {head_dim}, {repeats}")
+    shape = (1, heads, length, head_dim)
+    q, k, v = (torch.randn(shape, dtype=getattr(torch, dtype), device=device, requires_grad=True) for _ in range(3))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    best = float("inf")
+    for attempt in range(repeats + 1):  # the first is a warm-up
+        sync()
+        start = time.perf_counter()
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        out.backward(torch.ones_like(out))
+        sync()
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+    pairs = length * (length + 1) / 2
+    return 3 * 4 * heads * head_dim * pairs / best
 
 
 def measure_matmul_flops(seconds: float = 2.0, size: int = 1024, dtype: str = "float32", device: str = "cpu") -> float:

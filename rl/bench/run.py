@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from rl.bench.config import BenchConfig, BenchConfigError
-from rl.bench.floor import attention_flops_per_pair, measure_matmul_flops
+from rl.bench.floor import attention_flops_per_pair, attention_heads, measure_attention_flops, measure_matmul_flops
 from rl.bench.memory import RssSampler
 from rl.bench.table import build_result, format_table, summarise_side, write_json
 
@@ -45,16 +45,16 @@ def peak_tflops(cfg: BenchConfig, device_name: str) -> float | None:
     return None
 
 
-def model_counts(model_path: str) -> tuple[int, int]:
-    """Parameters of the model (tied embeddings once), built on the meta device: no weights are read; and its
-    attention FLOPs per query-key pair."""
+def model_counts(model_path: str):
+    """Parameters of the model (tied embeddings once), built on the meta device: no weights are read; and its HF
+    config."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_path)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters()), attention_flops_per_pair(config)
+    return sum(p.numel() for p in model.parameters()), config
 
 
 def afrl_train_config(cfg: BenchConfig, model_path: str):
@@ -108,10 +108,16 @@ def run_bench(cfg: BenchConfig) -> dict:
     flops_per_s = measure_matmul_flops(cfg.matmul_seconds, size=1024 if cfg.hardware.device == "cpu" else 8192,
                                        dtype=cfg.hardware.dtype, device=cfg.hardware.device)
     log.info("matmul rate %.1f GFLOP/s (%s)", flops_per_s / 1e9, cfg.hardware.dtype)
-    n_params, flops_per_pair = model_counts(model_path)
+    n_params, config = model_counts(model_path)
+    flops_per_pair = attention_flops_per_pair(config)
     train_cfg = afrl_train_config(cfg, model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     texts, requests, prefill = prompt_texts(train_cfg, tokenizer)
+    prompt_tokens = len(tokenizer(texts[0], add_special_tokens=False)["input_ids"])
+    attention_rate = measure_attention_flops(prompt_tokens, *attention_heads(config), dtype=cfg.hardware.dtype,
+                                             device=cfg.hardware.device)
+    log.info("attention rate %.1f GFLOP/s (causal SDPA forward+backward, %d tokens)", attention_rate / 1e9,
+             prompt_tokens)
     sides = set(cfg.hardware.sides)
     total = cfg.warmup_steps + cfg.steps
     afrl_records: list[dict] = []
@@ -145,11 +151,11 @@ def run_bench(cfg: BenchConfig) -> dict:
     rows = {}
     if trl_records:
         rows["trl"] = summarise_side(trl_records[cfg.warmup_steps:], n_params, flops_per_s, rss.peak_self,
-                                     flops_per_pair)
+                                     flops_per_pair, attention_rate)
     prefix_samples = None
     if afrl is not None:
         rows["afrl"] = summarise_side(afrl_records[cfg.warmup_steps:], n_params, flops_per_s, rss.peak_children,
-                                      flops_per_pair)
+                                      flops_per_pair, attention_rate)
         prefix_samples = afrl.sample_batch(total) if cfg.prefix_row else None
         afrl.shutdown()
     prefix = None
@@ -162,7 +168,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     meta = {
         "workload": dict(vars(cfg.workload)), "model": model_path, "n_params": n_params, "dtype": cfg.hardware.dtype,
         "device": device_name, "matmul_gflops": flops_per_s / 1e9, "warmup_steps": cfg.warmup_steps,
-        "prompt_tokens": len(tokenizer(texts[0], add_special_tokens=False)["input_ids"]),
+        "attention_gflops": attention_rate / 1e9, "prompt_tokens": prompt_tokens,
         "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
         "afrl_overrides": list(cfg.afrl_overrides),
         "trl_micro_batch_size": cfg.trl_micro_batch_size or train_cfg.trainer.micro_batch_size,

@@ -13,10 +13,11 @@ AFRL_PHASES = (("generate_s", "generation"), ("reward_s", "reward"), ("logprob_s
 
 
 def summarise_side(records: list[dict], n_params: int, flops_per_s: float, peak_rss_bytes: int | None,
-                   attention_flops_per_pair: float | None = None) -> dict:
+                   attention_flops_per_pair: float | None = None, attention_flops_per_s: float | None = None) -> dict:
     """One side's row from its timed step records (each: step_s, samples, generated_tokens, unique_prompt_tokens,
     and optionally the AFRL_PHASES keys). With `attention_flops_per_pair` and records that carry
-    prompt_attention_pairs and prompt_lengths (rl.bench.floor.prompt_shape), also the floor with attention."""
+    prompt_attention_pairs and prompt_lengths (rl.bench.floor.prompt_shape), also the floor with attention, and with
+    `attention_flops_per_s` (rl.bench.floor.measure_attention_flops) the floor with attention at that rate."""
     if not records:
         raise ValueError("summarise_side: no timed steps (steps must be >= 1)")
     times = [r["step_s"] for r in records]
@@ -39,9 +40,12 @@ def summarise_side(records: list[dict], n_params: int, flops_per_s: float, peak_
         "peak_rss_gb": None if peak_rss_bytes is None else peak_rss_bytes / 2**30,
     }
     if attention_flops_per_pair is not None and "prompt_attention_pairs" in records[0]:
-        attention_s = statistics.mean(_attention_flops(r, attention_flops_per_pair) for r in records) / flops_per_s
-        row["floor_with_attention_s"] = floor + attention_s
-        row["step_over_floor_with_attention"] = median / (floor + attention_s)
+        attention = statistics.mean(_attention_flops(r, attention_flops_per_pair) for r in records)
+        row["floor_with_attention_s"] = floor + attention / flops_per_s
+        row["step_over_floor_with_attention"] = median / row["floor_with_attention_s"]
+        if attention_flops_per_s:
+            row["floor_attention_at_kernel_rate_s"] = floor + attention / attention_flops_per_s
+            row["step_over_floor_attention_at_kernel_rate"] = median / row["floor_attention_at_kernel_rate_s"]
     split = {key: statistics.median(r[key] for r in records) for key, _ in AFRL_PHASES if key in records[0]}
     if split:
         row["split_s"] = split
@@ -77,7 +81,9 @@ def format_table(result: dict) -> str:
         f"workload {result['workload']['name']}: {result['workload']['prompts_per_step']} prompts x "
         f"{result['workload']['samples_per_prompt']} samples x {result['workload']['max_new_tokens']} new tokens, "
         f"prompt ~{result.get('prompt_tokens', '?')} tokens; model {result['model']} ({result['n_params'] / 1e6:.0f}M "
-        f"params, {result['dtype']}); device {result['device']}; matmul {result['matmul_gflops']:.0f} GFLOP/s",
+        f"params, {result['dtype']}); device {result['device']}; matmul {result['matmul_gflops']:.0f} GFLOP/s"
+        + (f", attention {result['attention_gflops']:.0f} GFLOP/s (causal SDPA fwd+bwd, prompt length)"
+           if result.get("attention_gflops") else ""),
         f"{'':34}" + "".join(f"{s:>14}" for s in sides),
     ]
     spec = [
@@ -87,7 +93,9 @@ def format_table(result: dict) -> str:
         ("unique prompt tokens/step", "unique_prompt_tokens_per_step", ".0f"), ("compute floor s/step", "floor_s", ".2f"),
         ("step time / floor", "step_over_floor", ".1f"),
         ("floor with attention s/step", "floor_with_attention_s", ".2f"),
-        ("step time / floor with attention", "step_over_floor_with_attention", ".1f"), ("peak RSS GiB", "peak_rss_gb", ".2f"),
+        ("step time / floor with attention", "step_over_floor_with_attention", ".1f"),
+        ("floor, attn at kernel rate s/step", "floor_attention_at_kernel_rate_s", ".2f"),
+        ("step time / that floor", "step_over_floor_attention_at_kernel_rate", ".1f"), ("peak RSS GiB", "peak_rss_gb", ".2f"),
         ("update MFU", "update_mfu", ".3f"), ("vLLM prefix-cache hit rate", "prefix_cache_hit_rate", ".2f"),
     ]
     for label, key, fmt in spec:
