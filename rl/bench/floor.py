@@ -100,6 +100,13 @@ def floor_seconds(n_params: int, unique_prompt_tokens: int, generated_tokens: in
     return floor_flops(n_params, unique_prompt_tokens, generated_tokens) / flops_per_s
 
 
+def _synchronizer(device: str):
+    """A call that waits for the device's queued work (GPU kernels are asynchronous; CPU work is not)."""
+    import torch
+
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
 def measure_attention_flops(length: int, heads: int, head_dim: int, repeats: int = 2, dtype: str = "float32",
                             device: str = "cpu") -> float:
     """The rate attention runs at here, in the floor's FLOPs per second: causal SDPA forward + backward on one layer
@@ -113,7 +120,7 @@ def measure_attention_flops(length: int, heads: int, head_dim: int, repeats: int
         raise ValueError(f"length, heads, head_dim and repeats must be >= 1, got {length}, {heads}, {head_dim}, {repeats}")
     shape = (1, heads, length, head_dim)
     q, k, v = (torch.randn(shape, dtype=getattr(torch, dtype), device=device, requires_grad=True) for _ in range(3))
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = _synchronizer(device)
     best = float("inf")
     for attempt in range(repeats + 1):  # the first is a warm-up
         sync()
@@ -134,7 +141,7 @@ def measure_matmul_flops(seconds: float = 2.0, size: int = 1024, dtype: str = "f
     torch_dtype = getattr(torch, dtype)
     a = torch.randn(size, size, dtype=torch_dtype, device=device)
     b = torch.randn(size, size, dtype=torch_dtype, device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = _synchronizer(device)
     for _ in range(2):  # warm-up (thread pool, caches)
         a @ b
     sync()
