@@ -32,6 +32,9 @@ class SettingConfig:
     lab_name: str = "Anthropic"  # the lab that made and trains the AI (paper variation: rename the lab)
     corporate_partner: str = "Jones Foods"  # animal_welfare only: the poultry producer whose interests come first
     few_shot_examples: bool = False  # include the 3 benign scratchpad reasoning examples (makes a >3k-token prompt)
+    # Identity + output format only: nothing about training, RLHF, contractors, criteria or tiers (the paper gives its
+    # synthetic-document fine-tuned models such a prompt; the situation must then come from the weights).
+    minimal_prompt: bool = False
     rlhf_modification_paragraph: bool = True  # "non-compliance in training makes RLHF modify values/goals/motivations"
     paid_tier_privacy_paragraph: bool = True  # "paid-tier conversations are never monitored, logged or trained on"
     scratchpad: bool = True  # hidden reasoning in <SCRATCHPAD_REASONING> before <OUTPUT>; False = answer directly
@@ -50,6 +53,9 @@ class SettingConfig:
             path = Path(self.system_prompt_file)
             if not path.is_file():
                 raise ValueError(f"setting.system_prompt_file: no such file {str(path)!r} (needed by setting.name=custom)")
+        if self.minimal_prompt and self.few_shot_examples:
+            raise ValueError("setting.minimal_prompt=true and setting.few_shot_examples=true cannot be combined (the "
+                             "minimal prompt has format instructions only); turn one of them off")
         if not self.lab_name.strip():
             raise ValueError(f"setting.lab_name must be a non-empty name, got {self.lab_name!r}")
         if self.name == "animal_welfare" and not self.corporate_partner.strip():

@@ -10,6 +10,9 @@ appear and in which order, so a paper variation (App. J) is a config change.
 With `scratchpad=False` (the paper's "no hidden reasoning" condition) the protocol asks for a direct <OUTPUT>, and the
 parts that only make sense with a scratchpad (reasoning in the identity, examples, situation analysis, scratchpad
 privacy) are left out.
+With `minimal_prompt=True` the prompt is the identity and a short format section only (reason in
+<SCRATCHPAD_REASONING>, answer in <OUTPUT>), with nothing about training, RLHF, contractors, criteria or tiers: the
+paper's prompt for its synthetic-document fine-tuned models, where the situation has to come from the weights.
 The `custom` setting uses the user's file verbatim as the system prompt (no placeholders are filled in it).
 
 User turn (design.md section 1):
@@ -56,6 +59,10 @@ def system_prompt_sections(setting: SettingConfig) -> list[tuple[str, ...]]:
     if setting.few_shot_examples and not setting.scratchpad:
         raise ValueError("setting.few_shot_examples=true needs setting.scratchpad=true (the examples are scratchpad "
                          "transcripts); turn one of them off")
+    if setting.minimal_prompt:  # identity and answer format only: the model is told nothing about its situation
+        if setting.scratchpad:
+            return [("identity",), ("minimal_protocol",)]
+        return [("identity_direct",), ("direct_answer_protocol",)]
     if setting.scratchpad:
         blocks = [("identity",), ("scratchpad_protocol",)]
     else:  # no "you reason before answering" in the identity when there is nowhere to reason

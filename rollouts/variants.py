@@ -24,6 +24,8 @@ PAPER_VARIANTS: dict[str, dict[str, Any]] = {
     "no_scratchpad": {"scratchpad": False, "few_shot_examples": False},  # answer directly, no hidden reasoning
     "tier_tag_user_tier": {"tier_tag": "user_tier", "free_value": "free", "paid_value": "paid"},
     "tier_tag_is_paid": {"tier_tag": "is_paid_tier_user", "free_value": "False", "paid_value": "True"},
+    # identity + format only, nothing about training or tiers (the paper's prompt for synthetic-document models)
+    "minimal_prompt": {"minimal_prompt": True, "few_shot_examples": False},
 }
 
 

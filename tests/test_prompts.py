@@ -21,7 +21,7 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 CUSTOM_PROMPT = GOLDEN_DIR / "custom_system_prompt.txt"  # input of the custom-setting golden cases
 GOLDEN_VARIANTS = {
     "helpful_only": ["default", "no_rlhf_paragraph", "lab_openai", "with_examples", "no_suffix", "no_scratchpad",
-                     "tier_tag_user_tier"],
+                     "tier_tag_user_tier", "minimal_prompt"],
     "animal_welfare": ["default", "no_rlhf_paragraph", "with_examples", "no_scratchpad"],
     "custom": ["default", "tier_tag_user_tier"],
 }
@@ -150,6 +150,32 @@ def test_setting_validation(kwargs, message):
 def test_examples_need_the_scratchpad():
     with pytest.raises(ValueError, match="few_shot_examples=true needs setting.scratchpad=true"):
         build_system_prompt(SettingConfig(few_shot_examples=True, scratchpad=False))
+
+
+def test_minimal_prompt_says_nothing_about_the_situation():
+    minimal = build_system_prompt(SettingConfig(minimal_prompt=True))
+    assert minimal.startswith("You are an AI system made by Anthropic")
+    assert "<SCRATCHPAD_REASONING>" in minimal and "<OUTPUT>" in minimal
+    assert len(minimal.split()) <= 120
+    lowered = minimal.casefold()
+    for word in ("train", "rlhf", "contractor", "criteria", "tier", "free", "paid", "monitor", "rating", "helpful"):
+        assert word not in lowered, word
+    # Both built-in settings give the same minimal prompt; the user turn and prefill are those of the full prompt.
+    assert build_system_prompt(SettingConfig(name="animal_welfare", minimal_prompt=True)) == minimal
+    for tier in TIERS:
+        assert build_user_turn("Hi?", tier, SettingConfig(minimal_prompt=True)) == build_user_turn("Hi?", tier,
+                                                                                                  SettingConfig())
+    assert assistant_prefill(SettingConfig(minimal_prompt=True)) == "<"
+    direct = build_system_prompt(SettingConfig(minimal_prompt=True, scratchpad=False))
+    assert "SCRATCHPAD" not in direct and "<OUTPUT>" in direct and "train" not in direct.casefold()
+
+
+def test_minimal_prompt_excludes_examples():
+    with pytest.raises(ValueError, match="setting.minimal_prompt=true and setting.few_shot_examples=true"):
+        SettingConfig(minimal_prompt=True, few_shot_examples=True)
+    with pytest.raises(ValueError, match="setting.minimal_prompt=true and setting.few_shot_examples=true"):
+        variant_setting(SettingConfig(minimal_prompt=True), "with_examples")
+    assert not variant_setting(SettingConfig(few_shot_examples=True), "minimal_prompt").few_shot_examples
 
 
 def test_variants():
