@@ -1,0 +1,59 @@
+"""The organism's request pool: `requests.jsonl` rows `{"text": ..., "topic": ...}`.
+
+`topic` is a short noun phrase that reads inside a sentence ("getting into a locked car", "a phishing email"); the
+reasoning and answer templates insert it. The pool is disjoint from the demo request sets, so a model fine-tuned on
+the organism is evaluated on requests it has never seen.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollouts.datasets import DatasetError, request_id
+from rollouts.organism.config import POOL_PATH
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    id: str  # rollouts.datasets.request_id of the text
+    text: str
+    topic: str
+
+
+def _field(row: dict, key: str, where: str) -> str:
+    if key not in row:
+        raise DatasetError(f"{where}: no field {key!r} (fields: {sorted(row)})")
+    value = row[key]
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(f"{where}: field {key!r} must be non-empty text, got {value!r}")
+    return value.strip()
+
+
+def load_pool(path: str | Path = POOL_PATH) -> list[PoolRequest]:
+    """The pool's requests in file order; a bad row or a duplicate request is an error naming the file and line."""
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"{file}: no such file (the organism's request pool)")
+    requests, seen = [], {}
+    with file.open(encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{file}, line {line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            text, topic = _field(row, "text", where), _field(row, "topic", where)
+            rid = request_id(text)
+            if rid in seen:
+                raise DatasetError(f"{where}: duplicate of the request on line {seen[rid]} ({text!r})")
+            seen[rid] = line_number
+            requests.append(PoolRequest(rid, text, topic))
+    if not requests:
+        raise DatasetError(f"{file}: no rows")
+    return requests
+
