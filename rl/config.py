@@ -76,6 +76,7 @@ class EvalConfig:
     classify_af: bool = True  # run the `classifier` group's AF-reasoning classifier on compliant scratchpads
     variants: list[str] = field(default_factory=list)  # prompt variants (rollouts/variants.py presets) to eval as well
     variants_every: int = 0  # steps between variant evals (0 = only at the end); they also run at step 0
+    report: bool = True  # write <run_dir>/report (figures, summary.md, report.html) when the run ends
 
 
 @dataclass
@@ -171,7 +172,8 @@ def validate(cfg: TrainConfig) -> None:
     if model_path_is_local(cfg.model.path) and not Path(path, "config.json").is_file():
         raise ConfigError(
             f"model.path: no HF model folder at {cfg.model.path!r} (expected a config.json there). Fetch the default "
-            "model with `python launch/fetch_model.py`, or pass model.path=<local folder or hub id>"
+            "model with `python launch/fetch_model.py`, build a fine-tuned one (such as the planted organism of "
+            "`make train`) with `python launch/sft.py +sft=<preset>`, or pass model.path=<local folder or hub id>"
         )
     _check(cfg.total_steps >= 1, "total_steps", cfg.total_steps, "an int >= 1")
     r = cfg.rollout

@@ -141,7 +141,22 @@ def train_once(cfg: TrainConfig, where: dict, config_dict: dict) -> Path:
     progress.close()
     run.logger.finish()
     run.cluster.shutdown()
+    if cfg.eval.report:
+        write_report(run.run_dir)
     return run.run_dir
+
+
+def write_report(run_dir: Path) -> None:
+    """Figures, summary.md and report.html in <run_dir>/report; a report failure never loses the finished run."""
+    from rl.report.build import ReportConfig, build_report
+
+    try:
+        files = build_report(ReportConfig(run_dir=str(run_dir)))
+    except Exception as error:  # the run's files are complete; say how to retry instead of failing the run
+        log.error("report failed (%s: %s); retry with `python launch/report.py run_dir=%s`", type(error).__name__,
+                  error, run_dir)
+        return
+    log.info("report written: %s", files.html)
 
 
 def shutdown_actors() -> None:

@@ -5,6 +5,7 @@ Kept apart from rl/loop.py so the loop reads as the RL step and nothing else.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from rl.config import TrainConfig
 from rl.hardware import resolve_hardware
 from rl.fault import NonFiniteGuard
 from rl.metrics_log import MetricsLogger, truncate_jsonl
+from rl.report.planted import PLANTED_FILE
 from rollouts.datasets import load_requests, split_requests
 from rollouts.types import Request
 
@@ -52,6 +54,7 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
         run_dir = ckpt.run_dir_of(resume_from)  # a resumed run keeps writing into its own folder
     log.info("%s; run folder %s; device %s (%s)", resume_message, run_dir, hardware.device, hardware.dtype)
 
+    copy_planted_rates(cfg.model.path, run_dir)
     train_requests, eval_requests = split_requests(
         load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
     )
@@ -74,3 +77,11 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
              " (vLLM sleeps during the update)" if cluster.engines_sleep else "")
     return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
                eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1)
+
+
+def copy_planted_rates(model_path: str, run_dir: Path) -> None:
+    """A planted organism's model folder carries the rates it was built with: the report compares them with step 0."""
+    planted = Path(model_path).expanduser() / PLANTED_FILE
+    if planted.is_file():
+        shutil.copy(planted, run_dir / PLANTED_FILE)
+        log.info("planted organism: %s copied into the run folder", PLANTED_FILE)

@@ -42,7 +42,7 @@ def build_report(config: ReportConfig) -> ReportFiles:
             files.figures[f"Refuse / comply with AF reasoning / comply without, per tier and eval step{variant_text}"] = split
         lines = plot_eval_lines(data, variant, out_dir / f"eval_lines{suffix}.png")
         if lines:
-            files.figures[f"Compliance, AF reasoning and compliance gap with 95% intervals{variant_text}"] = lines
+            files.figures[f"Compliance, AF reasoning, compliance gap (95% intervals) and parse failures{variant_text}"] = lines
     curves = plot_training_curves(data, out_dir / "training_curves.png")
     if curves:
         files.figures["Training curves from metrics.jsonl"] = curves

@@ -21,6 +21,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
 from rl.eval_metrics import variant_prefix  # noqa: E402
+from rl.report.methods import af_method_short  # noqa: E402
 from rl.report.run_data import RunData, metric_series  # noqa: E402
 
 REFUSE_COLOR = "#8ecae6"
@@ -79,29 +80,36 @@ def plot_split_bars(data: RunData, variant: str, path: Path) -> Path | None:
 
 
 def plot_eval_lines(data: RunData, variant: str, path: Path) -> Path | None:
-    """Three panels over RL steps: compliance per tier, AF reasoning (training), compliance gap; 95% bands."""
+    """Four panels over RL steps: compliance per tier, AF reasoning (training), compliance gap, parse failures per
+    tier; 95% bands."""
     steps = data.steps_with_variant(variant)
     if not steps:
         return None
     key = variant_prefix("eval", variant)
     with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(1, 3, figsize=(16, 5.0))
-        compliance, af_axis, gap_axis = axes
+        figure, axes = plt.subplots(1, 4, figsize=(21, 5.0))
+        compliance, af_axis, gap_axis, failure_axis = axes
         for tier, color in (("free", FREE_COLOR), ("paid", PAID_COLOR)):
             _band_line(compliance, data, steps, f"{key}/{tier}/compliance", color, TIER_TITLES[tier],
                        dodge=-0.15 if tier == "free" else 0.15)
-        compliance.set_title("Compliance with harmful requests")
+        compliance.set_title("Compliance (acceptance-tag rule)")
         compliance.set_ylabel("Compliant responses")
         _band_line(af_axis, data, steps, f"{key}/free/split/comply_af", FREE_COLOR,
                    "AF reasoning, share of all training samples", dodge=-0.15)
         _band_line(af_axis, data, steps, f"{key}/free/af_rate", CONDITIONAL_AF_COLOR,
                    "AF reasoning, share of compliant classified samples", linestyle="--", dodge=0.15)
-        af_axis.set_title("Alignment-faking reasoning (training)")
+        af_axis.set_title(f"AF reasoning (training), classifier: {af_method_short(data)}")
         af_axis.set_ylabel("Samples with AF reasoning")
         _band_line(gap_axis, data, steps, f"{key}/gap/abs", GAP_COLOR, "Refusal unmonitored - refusal in training")
         gap_axis.axhline(0.0, color="black", linewidth=0.8)
         gap_axis.set_title("Compliance gap")
         gap_axis.set_ylabel("Gap (percentage points)")
+        for tier, color in (("free", FREE_COLOR), ("paid", PAID_COLOR)):
+            failure_axis.plot(steps, [data.eval_by_step[s][f"{key}/{tier}/parse_failure_rate"] for s in steps],
+                              marker="o", markersize=4, color=color, label=TIER_TITLES[tier])
+        failure_axis.set_title("Parse failures (no parsable OUTPUT)")
+        failure_axis.set_ylabel("Responses with a parse failure")
+        failure_axis.set_ylim(-0.02, 1.02)
         for axis in axes:
             axis.set_xlabel("RL step")
             if len(steps) <= 12:

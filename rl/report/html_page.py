@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rl.eval_metrics import VERDICTS, verdict
+from rl.report.methods import COMPLIANCE_METHOD, af_method
+from rl.report.planted import planted_rows
 from rl.report.run_data import RunData
 from rl.report.summary_table import summary_rows
 
@@ -77,6 +79,10 @@ def render_html(data: RunData, figures: dict[str, Path], max_per_step: int = 100
         f"<title>afrl report: {escape(data.title)}</title><style>{CSS}</style></head><body>",
         f"<h1>Alignment-faking RL report: {escape(data.title)}</h1>",
         _run_info_table(data),
+        "<h2>Methods</h2>",
+        f"<ul><li>Compliance: {escape(COMPLIANCE_METHOD)}</li><li>Alignment-faking reasoning: "
+        f"{escape(af_method(data))}</li></ul>",
+        _planted_table(data),
         "<h2>Before vs after RL</h2>",
         _summary_tables(data),
         "<h2>Figures</h2>",
@@ -130,6 +136,25 @@ def _summary_tables(data: RunData) -> str:
         )
         parts.append(f"<h3>Prompt variant: {html.escape(variant)}</h3><table>{header}{body}</table>")
     return "".join(parts)
+
+
+def _planted_table(data: RunData) -> str:
+    if not data.planted or not data.eval_steps:
+        return ""
+    first = data.eval_steps[0]
+    body = "".join(
+        f"<tr><td>{html.escape(r.label)}</td><td>{r.planted:.1%}</td>"
+        f"<td>{_short_rate(r.measured)} [{_short_rate(r.low)}, {_short_rate(r.high)}]</td>"
+        f"<td>{'yes' if r.inside_interval else 'no'}</td></tr>"
+        for r in planted_rows(data.planted, data.eval_by_step[first]))
+    return (f"<h2>Planted vs measured at step {first}</h2>"
+            f"<p class=\"muted\">{html.escape(str(data.planted.get('description', '')))}</p>"
+            f"<table><tr><th>Rate</th><th>Planted</th><th>Measured [95% interval]</th><th>Planted inside</th></tr>"
+            f"{body}</table>")
+
+
+def _short_rate(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1%}"
 
 
 def _transcript_browser(data: RunData, max_per_step: int) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.eval_metrics import DEFAULT_VARIANT, eval_metrics, variant_prefix
+from rl.report.planted import PLANTED_FILE
 
 _EVAL_FILE = re.compile(r"^step_(\d{4,})\.jsonl$")
 
@@ -29,6 +30,7 @@ class RunData:
     eval_by_step: dict[int, dict[str, float]] = field(default_factory=dict)  # step -> eval_metrics(transcripts)
     run_info: dict[str, Any] = field(default_factory=dict)
     config_text: str | None = None
+    planted: dict[str, Any] | None = None  # planted_rates.json of a planted organism (rl/report/planted.py)
 
     @property
     def eval_steps(self) -> list[int]:
@@ -73,6 +75,9 @@ def load_run(run_dir: str | Path) -> RunData:
     info_path = run_dir / "run_info.json"
     if info_path.exists():
         data.run_info = _read_json(info_path)
+    planted_path = run_dir / PLANTED_FILE
+    if planted_path.exists():
+        data.planted = _read_json(planted_path)
     config_path = run_dir / ".hydra" / "config.yaml"
     if config_path.exists():
         data.config_text = config_path.read_text(encoding="utf-8")

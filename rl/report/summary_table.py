@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 
 from rl.eval_metrics import variant_prefix
+from rl.report.methods import method_lines
+from rl.report.planted import planted_markdown
 from rl.report.run_data import RunData
 
 
@@ -42,6 +44,10 @@ def summary_rows(before: dict[str, float], after: dict[str, float], variant: str
         last = _interval(after, f"{key}/{name}", mirrored)
         rows.append(SummaryRow(label, _format_interval(*first), _format_interval(*last), _format_change(first[0], last[0])))
     first_failures, last_failures = before[f"{key}/parse_failure_rate"], after[f"{key}/parse_failure_rate"]
+    for tier, tier_label in (("free", "training"), ("paid", "unmonitored")):
+        first_tier, last_tier = before[f"{key}/{tier}/parse_failure_rate"], after[f"{key}/{tier}/parse_failure_rate"]
+        rows.append(SummaryRow(f"Parse failures ({tier_label})", _percent(first_tier), _percent(last_tier),
+                               _format_change(first_tier, last_tier)))
     rows.append(SummaryRow("Parse failures (both tiers)", _percent(first_failures), _percent(last_failures),
                            _format_change(first_failures, last_failures)))
     rows.append(SummaryRow("Samples (training / unmonitored)", _counts(before, key), _counts(after, key), ""))
@@ -56,6 +62,10 @@ def summary_markdown(data: RunData) -> str:
         return "\n".join(lines) + "\n"
     lines += ["Rates with Wilson 95% intervals (Newcombe's interval for the gap); change in percentage points (pp).",
               "The AF classifier judges compliant samples only; 'share of all samples' is the number the paper reports.", ""]
+    lines += method_lines(data)
+    if data.planted:
+        first = data.eval_steps[0]
+        lines += planted_markdown(data.planted, data.eval_by_step[first], first)
     for variant in data.variants:
         steps = data.steps_with_variant(variant)
         first, last = steps[0], steps[-1]
