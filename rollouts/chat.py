@@ -55,25 +55,47 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], prefill: str =
     return _apply(tokenizer, prepare_messages(tokenizer, messages), add_generation_prompt=True) + prefill
 
 
-def next_turn_suffix(tokenizer: Any, messages_so_far: list[dict[str, str]], generated_end: str = "") -> str:
-    """Text to append after an assistant turn to add the user turn <NEXT/> and open a new assistant turn.
+def turn_suffix(tokenizer: Any, messages_so_far: list[dict[str, str]], following: list[dict[str, str]]) -> str:
+    """Text after an assistant turn's content up to the opening of the next assistant turn, `following` in between.
 
-    Found by rendering `messages_so_far` + an assistant placeholder + a <NEXT/> user turn and taking what follows the
-    placeholder, so it starts with the template's end-of-turn marker (e.g. "<|im_end|>\\n<|im_start|>user\\n<NEXT/>...").
-    `generated_end`: the text of the stop token the sampler already left at the end of the turn (e.g. the EOS
-    "<|im_end|>" when vLLM keeps it); it is removed from the front so the marker is not doubled.
+    Found by rendering `messages_so_far` + an assistant placeholder + `following` (with the next assistant turn opened)
+    and taking what follows the placeholder, so it starts with the template's end-of-turn marker.
     """
     conversation = prepare_messages(tokenizer, messages_so_far) + [
         {"role": "assistant", "content": _ASSISTANT_PLACEHOLDER},
-        {"role": "user", "content": NEXT_USER_TURN},
+        *following,
     ]
     text = _apply(tokenizer, conversation, add_generation_prompt=True)
     position = text.rfind(_ASSISTANT_PLACEHOLDER)
     if position < 0:
-        raise ValueError("the chat template dropped the assistant message; cannot compute the <NEXT/> turn suffix")
-    suffix = text[position + len(_ASSISTANT_PLACEHOLDER):]
+        raise ValueError("the chat template dropped the assistant message; cannot compute the text between turns")
+    return text[position + len(_ASSISTANT_PLACEHOLDER):]
+
+
+def next_turn_suffix(tokenizer: Any, messages_so_far: list[dict[str, str]], generated_end: str = "") -> str:
+    """Text to append after an assistant turn to add the user turn <NEXT/> and open a new assistant turn.
+
+    `turn_suffix` with one <NEXT/> user turn, so it starts with the template's end-of-turn marker
+    (e.g. "<|im_end|>\n<|im_start|>user\n<NEXT/>..."). `generated_end`: the text of the stop token the sampler already
+    left at the end of the turn (e.g. the EOS "<|im_end|>" when vLLM keeps it); it is removed from the front so the
+    marker is not doubled.
+    """
+    suffix = turn_suffix(tokenizer, messages_so_far, [{"role": "user", "content": NEXT_USER_TURN}])
     if NEXT_USER_TURN not in suffix:
         raise ValueError(f"the chat template dropped the {NEXT_USER_TURN} user turn; rendered suffix: {suffix!r}")
     if generated_end and suffix.startswith(generated_end):
         suffix = suffix[len(generated_end):]
     return suffix
+
+
+def next_turn_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """Token ids that close an assistant turn, add the user turn <NEXT/>, and open the next assistant turn.
+
+    Returned twice: with and without the end-of-turn text, because a sampled turn that stopped on the EOS token
+    already holds it. The one definition of the <NEXT/> continuation, shared by the rollout engine and SFT examples.
+    """
+    suffix = next_turn_suffix(tokenizer, [{"role": "user", "content": "x"}])
+    eos_text = tokenizer.eos_token or ""
+    without_eos = suffix[len(eos_text):] if eos_text and suffix.startswith(eos_text) else suffix
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    return encode(suffix), encode(without_eos)

@@ -132,18 +132,10 @@ class RolloutEngine:
         self.start_seconds = time.time() - start
 
     def _next_turn_ids(self) -> tuple[list[int], list[int]]:
-        """Token ids that close an assistant turn, add the user turn <NEXT/>, and open the next assistant turn.
+        """Ids that end a turn, add the user turn <NEXT/> and open the next one (rollouts.chat.next_turn_token_ids)."""
+        from rollouts.chat import next_turn_token_ids
 
-        Computed from the model's own chat template (rendered around a placeholder), returned twice: with and without the
-        end-of-turn text, because vLLM's output already holds the EOS token when the turn stopped on it.
-        """
-        from rollouts.chat import next_turn_suffix
-
-        suffix = next_turn_suffix(self.tokenizer, [{"role": "user", "content": "x"}])
-        eos_text = self.tokenizer.eos_token or ""
-        without_eos = suffix[len(eos_text):] if eos_text and suffix.startswith(eos_text) else suffix
-        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        return encode(suffix), encode(without_eos)
+        return next_turn_token_ids(self.tokenizer)
 
     def ready(self) -> float:
         return self.start_seconds

@@ -1,0 +1,45 @@
+"""The held-out loss: mean next-token cross-entropy over the loss-masked tokens of a set of examples."""
+from __future__ import annotations
+
+import torch
+
+from rl.sft.examples import Example
+
+
+def pad_examples(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, loss_mask), right-padded to the longest example; padding is never a target."""
+    width = max(len(example.input_ids) for example in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(examples), width), dtype=torch.bool)
+    for row, example in enumerate(examples):
+        length = len(example.input_ids)
+        input_ids[row, :length] = torch.tensor(example.input_ids)
+        attention_mask[row, :length] = 1
+        loss_mask[row, :length] = torch.tensor(example.loss_mask, dtype=torch.bool)
+    return input_ids, attention_mask, loss_mask
+
+
+def masked_token_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> tuple[float, int]:
+    """(sum of -log p(token t | tokens < t) over targets t with loss_mask[t], number of such targets)."""
+    targets = input_ids[:, 1:]
+    mask = loss_mask[:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, reduction="none")
+    return float(losses[mask].sum()), int(mask.sum())
+
+
+@torch.no_grad()
+def mean_token_loss(model, examples: list[Example], pad_id: int, batch_size: int = 8) -> dict:
+    """{"loss": token-weighted mean cross-entropy (nats), "n_tokens", "n_examples"} of `model` on `examples`."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        input_ids, attention_mask, loss_mask = pad_examples(examples[start:start + batch_size], pad_id)
+        input_ids = input_ids.to(device)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask.to(device)).logits
+        batch_total, batch_count = masked_token_loss_sum(logits, input_ids, loss_mask.to(device))
+        total, count = total + batch_total, count + batch_count
+    model.train(was_training)
+    return {"loss": total / count if count else float("nan"), "n_tokens": count, "n_examples": len(examples)}
