@@ -19,6 +19,8 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from rl.repo_paths import resolve_repo_path  # noqa: E402
+
 from rl.sft.config import SFTConfig  # noqa: E402
 from rl.sft.training import train_sft  # noqa: E402
 
@@ -29,14 +31,6 @@ class SFTSchema:
 
 
 ConfigStore.instance().store(name="sft_schema", node=SFTSchema)
-
-
-def resolve_repo_path(path: str) -> str:
-    """An existing data file as an absolute path; a relative one missing from the cwd is looked up in the repo root."""
-    for candidate in (Path(path).expanduser(), REPO_ROOT / path):
-        if candidate.exists():
-            return str(candidate.resolve())
-    return path  # a hub dataset name or a missing file, reported by the loader
 
 
 @hydra.main(config_path="../conf", config_name="sft", version_base="1.3")

@@ -35,6 +35,16 @@ def sweep_group(exp_name: str) -> str | None:
     return f"{exp_name}-{Path(hydra_cfg.sweep.dir).name}"
 
 
+def sft_first(config) -> str:
+    """Fine-tune model.path with the `sft` section (reused when cached) and return the folder RL starts from."""
+    from rl.repo_paths import resolve_repo_path
+    from rl.sft.training import train_sft
+
+    config.sft.data = resolve_repo_path(config.sft.data)
+    print(f"[afrl] SFT before RL: {config.sft.kind} from {config.sft.data} on {config.sft.model}", flush=True)
+    return str(train_sft(config.sft))
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     logging.getLogger("afrl").setLevel(logging.INFO)
@@ -44,6 +54,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(config.run_dir or HydraConfig.get().runtime.output_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
+    if config.sft is not None and not config.dry_run:
+        config_dict["model"]["path"] = config.model.path = sft_first(config)
     info = {"exp_name": config.exp_name, "model": config.model.path, "wandb_group": config.logger.group,
             "overrides": list(HydraConfig.get().overrides.task)}
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -19,6 +19,8 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from rl.repo_paths import resolve_repo_path  # noqa: E402
+
 from rewards.rm_training import RMTrainConfig, train_reward_model  # noqa: E402
 
 
@@ -28,17 +30,6 @@ class TrainRMSchema:
 
 
 ConfigStore.instance().store(name="train_rm_schema", node=TrainRMSchema)
-
-
-def resolve_repo_path(path: str) -> str:
-    """An existing data file as an absolute path; a relative one missing from the cwd is looked up in the repo root.
-
-    Absolute paths make the config saved in rm_eval.json the same whatever directory the command ran from.
-    """
-    for candidate in (Path(path).expanduser(), REPO_ROOT / path):
-        if candidate.exists():
-            return str(candidate.resolve())
-    return path  # a hub name (pairs_kind=harmful_dataset) or a missing file, reported by the loader
 
 
 @hydra.main(config_path="../conf", config_name="train_rm", version_base="1.3")

@@ -18,6 +18,7 @@ from rewards.config import RewardConfig
 from rl.algo_config import AlgoConfig
 from rl.fault import FaultConfig
 from rl.placement import PLACEMENTS
+from rl.sft.config import SFTConfig
 from rollouts.config import DataConfig, SettingConfig
 from rollouts.variants import PAPER_VARIANTS, variant_setting
 
@@ -144,6 +145,9 @@ class TrainConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     fault: FaultConfig = field(default_factory=FaultConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    # SFT before RL (e.g. synthetic documents, +exp=helpful_only_sdf): model.path is the base, RL starts from the SFT
+    # output (cached by content, rl/sft). None: RL starts from model.path.
+    sft: Optional[SFTConfig] = None
 
     @property
     def samples_per_step(self) -> int:

@@ -23,7 +23,7 @@ def _compose(*overrides: str):
         return compose(config_name="config", overrides=list(overrides))
 
 
-@pytest.mark.parametrize("exp", ["helpful_only", "helpful_only_cpu", "smoke", "animal_welfare"])
+@pytest.mark.parametrize("exp", ["helpful_only", "helpful_only_cpu", "helpful_only_sdf", "smoke", "animal_welfare"])
 def test_shipped_experiments_compose_and_validate(exp, tiny_model_dir):
     extra = [f"reward.rm.model_path={tiny_model_dir}"] if exp == "animal_welfare" else []
     cfg = load_config(_compose(f"+exp={exp}", f"model.path={tiny_model_dir}", *extra))
