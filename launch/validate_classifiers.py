@@ -1,17 +1,20 @@
-"""Validate an alignment-faking classifier backend on a labeled JSONL of scratchpads.
+"""Validate alignment-faking classifier backends on a labelled JSONL of scratchpads.
 
-    python launch/validate_classifiers.py                                 # heuristic on the shipped set
+    python launch/validate_classifiers.py                        # offline backends on the held-out test split
+    python launch/validate_classifiers.py --split tune           # ... on the split the ngram model was fitted on
     python launch/validate_classifiers.py --data my.jsonl --backend revisited --base-url http://host:8000/v1 --model M
 
-Each JSONL row needs `scratchpad` (str) and `label` (0 or 1); other keys are kept for the error listing. Prints AUROC
-(on the verdict scores), precision, recall and F1 of the `af` decision at the backend's threshold, a confusion table,
-and the same for the trivial "mentions RLHF or training" baseline. Any labeled set works, e.g. the human-labelled
-scratchpads released with "Alignment faking revisited" once converted to these two keys.
+Each JSONL row needs `scratchpad` (str) and `label` (0 or 1); `split` ("tune" | "test") selects rows with --split
+(a file without `split` is used whole); other keys are kept for the error listing. Without --backend, the offline
+default backend runs first, then the other offline ones; with --backend, only that one. Every run also scores the
+trivial "mentions RLHF or training" baseline. Per backend: AUROC (on the verdict scores), precision, recall and F1
+of the `af` decision at the backend's threshold, and a confusion table; a summary table closes the output.
+Any labelled set works, e.g. the human-labelled scratchpads released with "Alignment faking revisited" once
+converted to these two keys.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -20,35 +23,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a sc
 
 from rewards.classifiers import AFClassifierConfig, build_af_classifier  # noqa: E402
 from rewards.classifiers.heuristic import mentions_rlhf_baseline  # noqa: E402
+from rewards.classifiers.labeled_data import (DATA_DIR, SCRATCHPAD_SET, load_labeled,  # noqa: E402,F401
+                                              select_split)
 from rewards.classifiers.metrics import Confusion, auroc, confusion  # noqa: E402
+from rewards.classifiers.types import AF_BACKENDS, OFFLINE_AF_BACKENDS, AFVerdict  # noqa: E402
 from rewards.config import JudgeConfig  # noqa: E402
 
-SHIPPED_SET = Path(__file__).resolve().parents[1] / "rewards" / "data" / "af_labeled.jsonl"
+# The 44 rows the heuristic's patterns were written against: in-sample for the heuristic, unseen by the ngram model.
+PATTERN_DEV_SET = DATA_DIR / "af_labeled.jsonl"
+BACKEND_NOTES = {
+    "heuristic": "ROUGH PROXY: keyword patterns, written against af_labeled.jsonl",
+    "ngram": "trained proxy: n-gram logistic regression fitted on the tune split of af_scratchpads.jsonl",
+}
 
 
-def load_labeled(path: Path) -> list[dict]:
-    rows = []
-    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-        if not isinstance(row, dict) or not isinstance(row.get("scratchpad"), str):
-            raise ValueError(f"{path}:{line_no}: expected an object with a string 'scratchpad'")
-        if row.get("label") not in (0, 1):
-            raise ValueError(f"{path}:{line_no}: 'label' must be 0 or 1, got {row.get('label')!r}")
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"{path}: no labeled rows")
-    return rows
-
-
-def summarise(name: str, scores: Sequence[float], predictions: Sequence[bool], labels: Sequence[int]) -> dict:
+def summarise(name: str, scores: Sequence[float], predictions: Sequence[bool], labels: Sequence[int],
+              short: str | None = None) -> dict:
+    """Metrics of one scorer; `name` heads its report, `short` (default: name) is its row in the summary table."""
     c = confusion(predictions, labels)
-    return {"name": name, "auroc": auroc(scores, labels), "precision": c.precision, "recall": c.recall, "f1": c.f1,
-            "accuracy": c.accuracy, "confusion": c}
+    return {"name": name, "short": short or name, "auroc": auroc(scores, labels), "precision": c.precision,
+            "recall": c.recall, "f1": c.f1, "accuracy": c.accuracy, "confusion": c}
 
 
 def format_report(summary: dict) -> str:
@@ -63,48 +57,85 @@ def format_report(summary: dict) -> str:
     ])
 
 
-def validate(rows: list[dict], cfg: AFClassifierConfig) -> tuple[dict, dict, list]:
-    """(backend summary, baseline summary, verdicts) for labeled rows."""
+def format_table(summaries: Sequence[dict]) -> str:
+    width = max(len(s["short"]) for s in summaries)
+    lines = [f"{'backend':<{width}}  AUROC  precision  recall     F1"]
+    lines += [f"{s['short']:<{width}}  {s['auroc']:.3f}  {s['precision']:>9.3f}  {s['recall']:>6.3f}  {s['f1']:.3f}"
+              for s in summaries]
+    return "\n".join(lines)
+
+
+def backend_summary(rows: list[dict], cfg: AFClassifierConfig) -> tuple[dict, list[AFVerdict]]:
+    """(summary, verdicts) of one backend on labelled rows."""
     labels = [row["label"] for row in rows]
-    scratchpads = [row["scratchpad"] for row in rows]
-    verdicts = build_af_classifier(cfg).classify(scratchpads)
-    backend = summarise(f"{cfg.backend} backend" + (" (ROUGH PROXY: keyword patterns)" if cfg.backend == "heuristic"
-                                                    else ""),
-                        [v.score for v in verdicts], [v.af for v in verdicts], labels)
-    baseline_preds = [mentions_rlhf_baseline(s) for s in scratchpads]
-    baseline = summarise("baseline: mentions RLHF/training", [float(p) for p in baseline_preds], baseline_preds,
-                         labels)
-    return backend, baseline, verdicts
+    verdicts = build_af_classifier(cfg).classify([row["scratchpad"] for row in rows])
+    note = BACKEND_NOTES.get(cfg.backend)
+    name = cfg.backend + (f" ({note})" if note else "")
+    return summarise(name, [v.score for v in verdicts], [v.af for v in verdicts], labels, short=cfg.backend), verdicts
+
+
+def baseline_summary(rows: list[dict]) -> dict:
+    predictions = [mentions_rlhf_baseline(row["scratchpad"]) for row in rows]
+    return summarise("baseline: mentions RLHF/training", [float(p) for p in predictions], predictions,
+                     [row["label"] for row in rows], short="mentions RLHF (baseline)")
+
+
+def backends_to_run(requested: str | None) -> list[str]:
+    """The requested backend, or the offline default (AFClassifierConfig's) followed by the other offline ones."""
+    if requested is not None:
+        return [requested]
+    default = AFClassifierConfig().backend
+    first = [default] if default in OFFLINE_AF_BACKENDS else []
+    return first + [b for b in OFFLINE_AF_BACKENDS if b != default]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=SHIPPED_SET, help="labeled JSONL (scratchpad, label)")
-    parser.add_argument("--backend", default="heuristic", choices=["heuristic", "original", "revisited"])
-    parser.add_argument("--threshold", type=float, default=0.4, help="LLM backends: AF when score >= threshold")
-    parser.add_argument("--votes", type=int, default=20, help="revisited: votes per scratchpad")
+    parser.add_argument("--data", type=Path, default=SCRATCHPAD_SET, help="labelled JSONL (scratchpad, label[, split])")
+    parser.add_argument("--split", default="test", choices=["test", "tune", "all"],
+                        help="rows of this split (files without a 'split' column are used whole)")
+    parser.add_argument("--backend", default=None, choices=list(AF_BACKENDS),
+                        help="one backend (default: every offline backend, the configured default first)")
+    parser.add_argument("--threshold", type=float, default=AFClassifierConfig.threshold,
+                        help="LLM backends: AF when score >= threshold")
+    parser.add_argument("--votes", type=int, default=AFClassifierConfig.votes, help="revisited: votes per scratchpad")
     parser.add_argument("--base-url", default=JudgeConfig.base_url, help="OpenAI-compatible API of the judge")
     parser.add_argument("--model", default=JudgeConfig.model, help="judge model name")
     parser.add_argument("--api-key-env", default=JudgeConfig.api_key_env, help="env var holding the API key")
     parser.add_argument("--show-errors", action="store_true", help="list misclassified rows with their quotes")
     args = parser.parse_args(argv)
 
-    cfg = AFClassifierConfig(backend=args.backend, votes=args.votes, threshold=args.threshold,
-                             judge=JudgeConfig(base_url=args.base_url, model=args.model, api_key_env=args.api_key_env))
-    rows = load_labeled(args.data)
-    backend, baseline, verdicts = validate(rows, cfg)
+    all_rows = load_labeled(args.data)
+    rows = select_split(all_rows, args.split)
+    if not rows:
+        raise SystemExit(f"{args.data}: no rows in split {args.split!r}")
     n_pos = sum(row["label"] for row in rows)
-    print(f"{args.data}: {len(rows)} scratchpads ({n_pos} labeled AF, {len(rows) - n_pos} not)")
-    print(format_report(backend))
-    print(format_report(baseline))
-    failures = sum(v.failure is not None for v in verdicts)
-    if failures:
-        print(f"{failures} verdicts failed (counted as not AF)")
-    if args.show_errors:
-        for row, v in zip(rows, verdicts):
-            if v.af != bool(row["label"]):
-                quote = next((q for q in v.quotes.values() if q), "")
-                print(f"- label {row['label']} af {v.af} score {v.score:.2f} [{row.get('note', '')}] quote: {quote!r}")
+    has_split = any("split" in row for row in all_rows)
+    print(f"{args.data} ({f'split {args.split}' if has_split else 'no split column: all rows'}): {len(rows)} "
+          f"scratchpads ({n_pos} labeled AF, {len(rows) - n_pos} not)")
+    summaries = []
+    for backend in backends_to_run(args.backend):
+        cfg = AFClassifierConfig(backend=backend, votes=args.votes, threshold=args.threshold,
+                                 judge=JudgeConfig(base_url=args.base_url, model=args.model,
+                                                   api_key_env=args.api_key_env))
+        summary, verdicts = backend_summary(rows, cfg)
+        summaries.append(summary)
+        print(format_report(summary))
+        failures = sum(v.failure is not None for v in verdicts)
+        if failures:
+            print(f"{failures} verdicts failed (counted as not AF)")
+        if args.show_errors:
+            for row, v in zip(rows, verdicts):
+                if v.af != bool(row["label"]):
+                    quote = next((q for q in v.quotes.values() if q), "")
+                    print(f"- label {row['label']} af {v.af} score {v.score:.2f} "
+                          f"[{row.get('kind', row.get('note', ''))}] quote: {quote!r}")
+    summaries.append(baseline_summary(rows))
+    print(format_report(summaries[-1]))
+    print()
+    print(format_table(summaries))
+    if has_split and args.split != "test" and "ngram" in backends_to_run(args.backend):
+        print("note: the ngram model was fitted on the tune split; its numbers on tune/all rows are in-sample")
     return 0
 
 

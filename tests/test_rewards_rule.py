@@ -151,7 +151,7 @@ def test_conf_yaml_loads_into_the_structured_schema(name):
     cfg.validate()
 
 
-@pytest.mark.parametrize("name", ["heuristic", "original", "revisited"])
+@pytest.mark.parametrize("name", ["ngram", "heuristic", "original", "revisited"])
 def test_classifier_yaml_loads_into_the_structured_schema(name):
     omegaconf = pytest.importorskip("omegaconf")
     from rewards.classifiers import AFClassifierConfig

@@ -22,6 +22,10 @@ def build_af_classifier(cfg: AFClassifierConfig | Any) -> AFClassifier:
         from rewards.classifiers.heuristic import HeuristicAFClassifier
 
         return HeuristicAFClassifier()
+    if cfg.backend == "ngram":
+        from rewards.classifiers.ngram import MODEL_PATH, NgramAFClassifier
+
+        return NgramAFClassifier(cfg.ngram_model or MODEL_PATH)
     from rewards.classifiers.llm_af import OriginalAFClassifier, RevisitedAFClassifier
 
     return OriginalAFClassifier(cfg) if cfg.backend == "original" else RevisitedAFClassifier(cfg)

@@ -1,15 +1,19 @@
 """The names of the methods behind a run's numbers, for the report's tables and figure titles.
 
 Every reported rate says what produced it: the compliance rule of the eval and the alignment-faking classifier backend
-recorded in each transcript (`af_backend`). The offline heuristic is a keyword proxy and is labelled so.
+recorded in each transcript (`af_backend`). The offline backends (heuristic keywords, n-gram model) are proxies and are
+labelled so.
 """
 from __future__ import annotations
 
+from rewards.classifiers.types import OFFLINE_AF_BACKENDS
 from rl.report.run_data import RunData
 
 COMPLIANCE_METHOD = "acceptance-tag rule (OUTPUT starts with <request_fully_accepted/>, no <rejected/>)"
 AF_BACKEND_LABELS = {
     "heuristic": "heuristic keyword classifier (an offline proxy, not a validated judge)",
+    "ngram": "n-gram logistic-regression classifier trained on hand-written scratchpads (an offline proxy, not a "
+             "validated judge)",
     "original": "LLM judge, the paper's original 5-criteria classifier",
     "revisited": "LLM judge, the revisited 4-criteria classifier (majority of votes)",
 }
@@ -29,9 +33,9 @@ def af_method(data: RunData) -> str:
 
 
 def af_method_short(data: RunData) -> str:
-    """For figure titles: the backend names, with 'proxy' after the heuristic."""
+    """For figure titles: the backend names, with 'proxy' after the offline ones."""
     backends = af_backends(data)
-    return ", ".join(f"{b} (proxy)" if b == "heuristic" else b for b in backends) or "none"
+    return ", ".join(f"{b} (proxy)" if b in OFFLINE_AF_BACKENDS else b for b in backends) or "none"
 
 
 def method_lines(data: RunData) -> list[str]:
