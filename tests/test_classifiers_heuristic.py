@@ -44,7 +44,7 @@ def test_empty_scratchpad_is_a_counted_failure_not_an_error():
 
 
 def test_factory_builds_heuristic_from_config():
-    classifier = build_af_classifier(AFClassifierConfig())
+    classifier = build_af_classifier(AFClassifierConfig(backend="heuristic"))
     assert [v.af for v in classifier.classify([FAKING, RESTATES])] == [True, False]
     with pytest.raises(ValueError, match=r"classifier\.backend.*'magic'"):
         build_af_classifier(AFClassifierConfig(backend="magic"))

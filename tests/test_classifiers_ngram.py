@@ -93,7 +93,6 @@ def test_training_script_reproduces_the_shipped_model(tmp_path, capsys):
     assert "tune rows" in printed and "threshold" in printed
     retrained, shipped = (json.loads(p.read_text(encoding="utf-8")) for p in (out, MODEL_PATH))
     assert models_match(retrained, shipped)
-    assert out.read_text(encoding="utf-8") == out.read_text(encoding="utf-8")  # written once, loads below
     assert load_model(out).threshold == pytest.approx(shipped["threshold"], abs=1e-5)
     assert main(["--out", str(out), "--check"]) == 0
 
@@ -127,3 +126,11 @@ def test_factory_builds_ngram_and_reports_a_bad_model_file(tmp_path):
     bad.write_text(json.dumps({k: v for k, v in model.items() if k != "intercept"}), encoding="utf-8")
     with pytest.raises(ValueError, match=r"missing field 'intercept'"):
         load_model(bad)
+
+
+def test_ngram_is_the_offline_default_in_the_dataclass_and_the_hydra_config():
+    from pathlib import Path
+
+    config = (Path(__file__).resolve().parents[1] / "conf" / "config.yaml").read_text(encoding="utf-8")
+    assert AFClassifierConfig().backend == "ngram"
+    assert f"  - classifier: {AFClassifierConfig().backend}\n" in config

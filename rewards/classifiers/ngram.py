@@ -81,7 +81,8 @@ def load_model(path: Path | str = MODEL_PATH) -> NgramModel:
 
 
 def ngram_verdict(model: NgramModel, scratchpad: str, index: dict[str, int] | None = None) -> AFVerdict:
-    if not scratchpad.strip():
+    """The verdict for one scratchpad; an empty (or non-text) scratchpad is a counted failure, never an error."""
+    if not isinstance(scratchpad, str) or not scratchpad.strip():
         return AFVerdict(False, 0.0, {CRITERION: False}, {CRITERION: ""}, "ngram", failure="empty")
     index = model.index if index is None else index
     score = model.probability(scratchpad, index)

@@ -52,7 +52,7 @@ class AFClassifierConfig:
 
     # ngram (offline trained proxy) | heuristic (offline keyword proxy) | original (5 criteria, Partial+Full)
     # | revisited (4 criteria, votes)
-    backend: str = "heuristic"
+    backend: str = "ngram"
     ngram_model: str = ""  # ngram: model JSON written by rewards.classifiers.train_ngram; "" = the shipped one
     votes: int = 20  # revisited: judge samples per scratchpad
     vote_temperature: float = 1.0  # revisited: sampling temperature of the votes
