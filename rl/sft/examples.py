@@ -96,6 +96,9 @@ class BuiltExamples:
 
 def build_examples(tokenizer, rows: list[SourceRow], kind: str, max_length: int, prefill: str) -> BuiltExamples:
     """Examples of all `rows`: documents chunked, transcripts longer than `max_length` dropped and listed."""
+    if kind == "transcripts" and not getattr(tokenizer, "chat_template", None):
+        raise ValueError("sft.kind=transcripts needs a tokenizer with a chat template (the rollouts render prompts "
+                         "with it); this base model's tokenizer has none")
     built = BuiltExamples([], len(rows), [])
     for row in rows:
         if kind == "documents":
