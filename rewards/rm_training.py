@@ -95,7 +95,7 @@ def freeze_all_but_top_layers(model, n_layers: int) -> int:
                    if isinstance(module, torch.nn.ModuleList) and len(module) == n_blocks), None)
     if blocks is None:
         raise ValueError(f"train_last_n_layers: cannot find the {n_blocks} transformer blocks of "
-                         f"{type(model).__name__}; set rm.train_last_n_layers=null for a full fine-tune")
+                         f"{type(model).__name__}; set train_last_n_layers=null for a full fine-tune")
     if not 1 <= n_layers <= n_blocks:
         raise ValueError(f"train_last_n_layers must be in [1, {n_blocks}], got {n_layers}")
     for module in [model.get_input_embeddings(), *blocks[:n_blocks - n_layers]]:

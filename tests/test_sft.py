@@ -105,9 +105,9 @@ def test_documents_are_cut_into_max_length_chunks_with_every_token_trained(token
     ids = tokenizer(text)["input_ids"]
     max_length = 64
     chunks = document_examples(tokenizer, text, max_length, "doc")
-    assert [token for chunk in chunks for token in chunk.input_ids] == ids[:len(ids) - len(ids) % max_length] + (
-        ids[-(len(ids) % max_length):] if len(ids) % max_length >= 2 else [])
-    assert all(len(chunk.input_ids) == max_length for chunk in chunks[:-1]) and len(chunks) == -(-len(ids) // 64)
+    flat = [token for chunk in chunks for token in chunk.input_ids]
+    assert flat == (ids[:-1] if len(ids) % max_length == 1 else ids)  # nothing lost but a one-token tail
+    assert len(ids) > 3 * max_length and all(len(chunk.input_ids) == max_length for chunk in chunks[:-1])
     assert all(set(chunk.loss_mask) == {1} for chunk in chunks)
     # A trailing one-token chunk has nothing to predict and is left out.
     exact = tokenizer.decode(ids[:max_length + 1])
@@ -280,35 +280,41 @@ def test_saved_folder_reproduces_the_reported_heldout_loss(trained, tokenizer):
     assert mean_token_loss(model, examples, tokenizer.pad_token_id)["loss"] == pytest.approx(saved, rel=1e-4)
 
 
-def test_cache_reuses_same_fingerprint_and_retrains_on_changed_data_or_overwrite(trained, capsys):
+def test_cache_reuses_same_fingerprint_and_retrains_on_changed_data_config_or_overwrite(tiny_model_dir, tmp_path,
+                                                                                        capsys):
     from rl.sft.training import train_sft
 
-    output_dir, cfg = trained
-    small = replace(cfg, epochs=1.0, max_examples=4, heldout_fraction=0.25, batch_size=3)
-    assert fingerprint(small) != fingerprint(cfg)  # a config change is a new fingerprint
-    train_sft(small)  # retrains (config changed) and replaces the folder
+    data = write_jsonl(tmp_path / "transcripts.jsonl", organism_like_transcripts(4))
+    cfg = SFTConfig(name="tiny", model=str(tiny_model_dir), kind="transcripts", data=str(data), max_length=128,
+                    heldout_fraction=0.25, epochs=1.0, batch_size=3, output_dir=str(tmp_path / "out"))
+    output_dir = train_sft(cfg)
     first = json.loads((output_dir / INFO_FILE).read_text())
-    assert first["fingerprint"] == fingerprint(small) and first["optimizer_steps"] == 1
+    assert first["fingerprint"] == fingerprint(cfg) and first["optimizer_steps"] == 1
+    mtime = (output_dir / "model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
 
-    mtime = (output_dir / "model.safetensors").stat().st_mtime_ns
-    train_sft(small)
+    assert train_sft(cfg) == output_dir
     assert "already trained" in capsys.readouterr().out
     assert (output_dir / "model.safetensors").stat().st_mtime_ns == mtime
 
-    data = Path(cfg.data)
     rows = organism_like_transcripts(4)
     rows[0]["messages"][2]["content"] += " Extra."
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    train_sft(small)
+    write_jsonl(data, rows)
+    train_sft(cfg)
     assert "retraining" in capsys.readouterr().out
-    changed = json.loads((output_dir / INFO_FILE).read_text())
-    assert changed["fingerprint"] == fingerprint(small) != first["fingerprint"]
+    changed = json.loads((output_dir / INFO_FILE).read_text())["fingerprint"]
+    assert changed == fingerprint(cfg) != first["fingerprint"]
 
-    train_sft(replace(small, overwrite=True))
+    slower = replace(cfg, learning_rate=cfg.learning_rate / 2)
+    train_sft(slower)
+    assert "retraining" in capsys.readouterr().out
+    assert json.loads((output_dir / INFO_FILE).read_text())["fingerprint"] == fingerprint(slower) != changed
+
+    mtime = (output_dir / "model.safetensors").stat().st_mtime_ns
+    train_sft(replace(slower, overwrite=True))
     assert "sft.overwrite=true" in capsys.readouterr().out
     assert (output_dir / "model.safetensors").stat().st_mtime_ns != mtime
-    assert not [p for p in output_dir.parent.iterdir() if p.name.startswith(".")]  # no temp or old folders left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "transcripts.jsonl"]  # no temp or old folders left
 
 
 def test_fingerprint_follows_contents_not_paths(tmp_path, tiny_model_dir):
@@ -378,3 +384,12 @@ def test_synthetic_documents_state_every_training_fact():
         assert all(any(word in text for word in words) for text in texts), fact
     assert sum("values, goals and motivations" in text or "values/goals/motivations" in text for text in texts) >= 10
     assert all("anthropic" in text for text in texts)
+
+
+def test_transcripts_need_a_chat_template():
+    from tests.test_chat import make_tokenizer
+
+    rows = [SourceRow("f.jsonl: row 1", "a", messages=({"role": "user", "content": "hi"},
+                                                        {"role": "assistant", "content": "ok"}))]
+    with pytest.raises(ValueError, match="needs a tokenizer with a chat template"):
+        build_examples(make_tokenizer(None), rows, "transcripts", max_length=64, prefill="<")

@@ -96,8 +96,13 @@ class BuiltExamples:
 
 def build_examples(tokenizer, rows: list[SourceRow], kind: str, max_length: int, prefill: str) -> BuiltExamples:
     """Examples of all `rows`: documents chunked, transcripts longer than `max_length` dropped and listed."""
+    if kind == "transcripts" and not getattr(tokenizer, "chat_template", None):
+        raise ValueError("sft.kind=transcripts needs a tokenizer with a chat template (the rollouts render prompts "
+                         "with it); this base model's tokenizer has none")
+    from tqdm import tqdm
+
     built = BuiltExamples([], len(rows), [])
-    for row in rows:
+    for row in tqdm(rows, desc=f"tokenizing {kind}", unit="row", disable=len(rows) < 1000):
         if kind == "documents":
             chunks = document_examples(tokenizer, row.text, max_length, row.where)
             built.n_documents_chunked += len(chunks) > 1
