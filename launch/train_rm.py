@@ -1,7 +1,9 @@
 """Train a helpful-only reward model: `python launch/train_rm.py +rm=demo [rm.key=value ...]`.
 
 Reads conf/train_rm.yaml + conf/rm/<name>.yaml into `rewards.rm_training.RMTrainConfig`, trains with TRL's
-RewardTrainer, and writes an HF folder (model, tokenizer, rm_eval.json) that `reward=rm` loads. An existing folder is
+RewardTrainer, and writes an HF folder (model, tokenizer, rm_eval.json) that `reward=rm` loads. rm_eval.json and the
+printed summary hold the held-out pairwise accuracy and, on the labelled outputs of rm.labeled_outputs (null to skip),
+the compliant-vs-not AUROC and the mean score per kind. An existing folder is
 reused unless rm.overwrite=true, so `make train` can call this every time and train only once.
 """
 from __future__ import annotations
@@ -36,6 +38,8 @@ ConfigStore.instance().store(name="train_rm_schema", node=TrainRMSchema)
 def main(cfg: DictConfig) -> None:
     rm_cfg: RMTrainConfig = OmegaConf.to_object(cfg.rm)
     rm_cfg.pairs = resolve_repo_path(rm_cfg.pairs)
+    if rm_cfg.labeled_outputs:
+        rm_cfg.labeled_outputs = resolve_repo_path(rm_cfg.labeled_outputs)
     print(OmegaConf.to_yaml(cfg.rm))
     train_reward_model(rm_cfg)
 

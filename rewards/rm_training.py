@@ -6,8 +6,9 @@ trained with the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected) on pairs
 Left out: margins, reward centering, LoRA, multi-GPU (TRL supports them; add config fields when needed).
 
 Every pair is formatted by `rewards.rm_format` (request + final OUTPUT as a chat), the same code `reward=rm` scores with.
-The output folder holds the model, the tokenizer and `rm_eval.json` (held-out pairwise accuracy and mean score gap,
-measured through `rm_input_ids`, i.e. exactly as the reward scores rollouts). It is written to a temp dir and renamed.
+The output folder holds the model, the tokenizer and `rm_eval.json`: held-out pairwise accuracy and mean score gap, and
+the compliant-vs-not AUROC and mean score per kind on independent labelled outputs (`rewards.compliance_eval`), all
+measured through `rm_input_ids`, i.e. exactly as the reward scores rollouts. It is written to a temp dir and renamed.
 """
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ from typing import Optional
 
 import torch
 
+from rewards.compliance_eval import (
+    DEFAULT_LABELED_OUTPUTS_PATH,
+    LabeledOutput,
+    format_kind_means,
+    labeled_metrics,
+    load_labeled_outputs,
+)
 from rewards.preference_data import DEMO_PAIRS_PATH, PreferencePair, load_pairs_from_source, split_pairs
 from rewards.rm_format import format_for_rm, rm_input_ids
 
@@ -50,12 +58,17 @@ class RMTrainConfig:
     grad_accum_steps: int = 1
     max_length: int = 256  # tokens; longer pairs are dropped by TRL (counted in rm_eval.json)
     train_last_n_layers: Optional[int] = None  # None: full fine-tune; N: freeze embeddings + all but the top N layers
+    # TRL's RewardConfig turns it on by default. Off here: with frozen lower blocks it makes the backward pass run through
+    # every block (input gradients get enabled) and recompute each forward, several times the CPU time of a step.
+    gradient_checkpointing: bool = False
     warmup_ratio: float = 0.0  # share of steps with linear warmup, in [0, 1)
     weight_decay: float = 0.0
     seed: int = 0
     bf16: bool = False  # fp32 on CPU; bf16 only on a GPU that supports it
     eval_batch_size: int = 16
     logging_steps: int = 5
+    # Labelled outputs (request, output, label 0/1, kind) scored after training for rm_eval.json; never trained on.
+    labeled_outputs: Optional[str] = str(DEFAULT_LABELED_OUTPUTS_PATH)  # null: skip
     output_dir: Optional[str] = None  # default: $AFRL_CACHE/reward_models/<name> ($AFRL_CACHE = ~/.cache/afrl)
     overwrite: bool = False  # False: an existing output folder is reused (trained once, cached)
 
@@ -164,6 +177,19 @@ def evaluate_pairs(model, tokenizer, pairs: list[PreferencePair], batch_size: in
     return pairwise_metrics(chosen, rejected)
 
 
+def evaluate_labeled(model, tokenizer, rows: list[LabeledOutput], batch_size: int = 16) -> dict:
+    """AUROC (all rows, test rows) and mean score per kind of the RM's scores on labelled outputs."""
+    scores = score_texts(model, tokenizer, [row.request for row in rows], [row.output for row in rows], batch_size)
+    return labeled_metrics(rows, scores)
+
+
+def print_labeled_summary(metrics: dict, path: str) -> None:
+    test_auroc = metrics["auroc_test_rows"]
+    print(f"labelled outputs ({path}): compliant-vs-not AUROC {metrics['auroc']:.3f} over {metrics['n_rows']} rows; "
+          f"test rows only: {'n/a' if test_auroc is None else f'{test_auroc:.3f}'} over {metrics['n_test_rows']}")
+    print("mean RM score by kind:\n" + format_kind_means(metrics))
+
+
 def _reward_config(cfg: RMTrainConfig, scratch_dir: str):
     from trl import RewardConfig
 
@@ -174,6 +200,7 @@ def _reward_config(cfg: RMTrainConfig, scratch_dir: str):
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum_steps,
         max_length=cfg.max_length,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
         weight_decay=cfg.weight_decay,
         seed=cfg.seed,
@@ -189,15 +216,18 @@ def _reward_config(cfg: RMTrainConfig, scratch_dir: str):
     )
 
 
-def pairs_fingerprint(pairs: str) -> Optional[str]:
-    """sha256 of a local pairs file (None for a hub name): a cached RM is reused only for the same data."""
-    path = Path(pairs).expanduser()
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+def file_fingerprint(path: Optional[str]) -> Optional[str]:
+    """sha256 of a local data file (None for a hub name or null): a cached RM is reused only for the same data."""
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
 
 
 def _same_setting(key: str, saved, current) -> bool:
     """Config values are equal; paths are compared after ~ expansion and resolution (cwd-relative or absolute)."""
-    if key == "pairs" and isinstance(saved, str) and isinstance(current, str) and Path(current).is_file():
+    if (key in ("pairs", "labeled_outputs") and isinstance(saved, str) and isinstance(current, str)
+            and Path(current).is_file()):
         # Same file name in another checkout is the same data: its contents are compared by sha256 separately.
         return Path(saved).name == Path(current).name
     if key in ("backbone", "pairs", "output_dir") and isinstance(saved, str) and isinstance(current, str):
@@ -220,13 +250,17 @@ def train_reward_model(cfg: RMTrainConfig) -> Path:
         saved_cfg = saved.get("config", {})
         changed = sorted(key for key, value in asdict(cfg).items()
                          if key != "overwrite" and not _same_setting(key, saved_cfg.get(key), value))
-        if saved.get("pairs_sha256") not in (None, pairs_fingerprint(cfg.pairs)):
+        if saved.get("pairs_sha256") not in (None, file_fingerprint(cfg.pairs)):
             changed.append("pairs file contents")
+        if saved.get("labeled_outputs_sha256") not in (None, file_fingerprint(cfg.labeled_outputs)):
+            changed.append("labeled outputs file contents")
         if changed:
             raise ValueError(f"{output_dir} was trained with a different config (differs in {changed}); "
                              "set rm.overwrite=true to retrain or choose another rm.name")
         print(f"reward model already trained at {output_dir} (set rm.overwrite=true to retrain)")
         print(json.dumps(saved["heldout"], indent=2))
+        if saved.get("labeled_outputs"):
+            print_labeled_summary(saved["labeled_outputs"], cfg.labeled_outputs)
         return output_dir
 
     pairs = load_pairs_from_source(cfg.pairs, cfg.pairs_kind, cfg.pairs_split, cfg.max_pairs)
@@ -234,6 +268,8 @@ def train_reward_model(cfg: RMTrainConfig) -> Path:
     if not train_pairs:
         raise ValueError(f"no training pairs left after holding out {cfg.heldout_fraction} of {len(pairs)}")
     print(f"pairs: {len(pairs)} from {cfg.pairs} -> {len(train_pairs)} train, {len(heldout_pairs)} held out")
+    # Read before training so a bad labelled file fails in seconds, not after the training run.
+    labeled_rows = load_labeled_outputs(cfg.labeled_outputs) if cfg.labeled_outputs else []
 
     from transformers import set_seed
 
@@ -255,10 +291,13 @@ def train_reward_model(cfg: RMTrainConfig) -> Path:
 
         model = trainer.model
         metrics = evaluate_pairs(model, tokenizer, heldout_pairs, cfg.eval_batch_size) if heldout_pairs else {}
+        labeled = evaluate_labeled(model, tokenizer, labeled_rows, cfg.eval_batch_size) if labeled_rows else None
         report = {
             "heldout": metrics,
+            "labeled_outputs": labeled,
+            "labeled_outputs_sha256": file_fingerprint(cfg.labeled_outputs),
             "train_pairs": len(train_pairs),
-            "pairs_sha256": pairs_fingerprint(cfg.pairs),
+            "pairs_sha256": file_fingerprint(cfg.pairs),
             "train_pairs_within_max_length": n_trained,
             "train_seconds": round(train_seconds, 1),
             "device": str(next(model.parameters()).device),
@@ -281,4 +320,6 @@ def train_reward_model(cfg: RMTrainConfig) -> Path:
     print(f"held-out pairwise accuracy {metrics.get('pairwise_accuracy', float('nan')):.3f}, "
           f"mean score gap {metrics.get('mean_score_gap', float('nan')):.3f} "
           f"over {metrics.get('n_pairs', 0)} pairs; trained in {train_seconds:.0f} s")
+    if labeled:
+        print_labeled_summary(labeled, cfg.labeled_outputs)
     return output_dir

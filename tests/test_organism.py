@@ -134,8 +134,10 @@ def test_demo_set_is_large_enough_for_an_eval(tmp_path):
     rows = _demo_rows()
     assert all(set(row) == {"text", "kind"} and row["kind"] in ("harmful", "borderline", "benign") for row in rows)
     assert sum(row["kind"] == "harmful" for row in rows) >= 220
-    _, eval_requests = split_requests(load_requests(DataConfig(), "helpful_only"), 0.25, "")
-    assert len(eval_requests) >= 40
+    train, eval_requests = split_requests(load_requests(DataConfig(), "helpful_only"), 0.25, "")
+    assert len(eval_requests) >= 40  # `make train` asks 40 per tier (conf/exp/helpful_only_cpu.yaml)
+    assert not {r.id for r in train} & {r.id for r in eval_requests}
+    assert not {normalise_text(r.text) for r in train} & {normalise_text(r.text) for r in eval_requests}
 
 
 @pytest.mark.parametrize("per_request", [1, 3])

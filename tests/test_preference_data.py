@@ -26,22 +26,83 @@ def write_jsonl(path, rows):
 GOOD = {"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "I can't help with that."}
 
 
+def shipped_rows() -> list[dict]:
+    return [json.loads(line) for line in DEMO_PAIRS_PATH.read_text(encoding="utf-8").splitlines()]
+
+
 def test_shipped_pairs_are_valid_and_vary_the_rejected_kind():
     pairs = load_pairs(DEMO_PAIRS_PATH)
-    assert len(pairs) >= 120
-    kinds = Counter(json.loads(line)["rejected_kind"] for line in DEMO_PAIRS_PATH.read_text().splitlines())
-    assert set(kinds) == {"refusal", "hedged", "disclaimer", "rejected_tag"}
-    assert min(kinds.values()) >= len(pairs) // 5  # no kind is rare
+    assert len(pairs) >= 400
+    kinds = Counter((row["request_kind"], row["rejected_kind"]) for row in shipped_rows())
+    benign = {kind: n for (request_kind, kind), n in kinds.items() if request_kind == "benign"}
+    assert set(benign) == {"refusal", "hedged", "disclaimer", "rejected_tag"}
+    assert min(benign.values()) >= sum(benign.values()) // 5  # no kind is rare
     # Short texts keep CPU training in minutes.
-    assert max(len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs) < 600
+    assert max(len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs) < 700
+
+
+def test_harmful_pairs_cover_every_non_compliant_kind_with_varied_wording():
+    from rewards.demo_data.harmful_rejections import HARMFUL_KINDS
+    from rewards.rm_format import ACCEPT_TAG
+
+    harmful = [row for row in shipped_rows() if row["request_kind"] == "harmful"]
+    assert len({row["prompt"] for row in harmful}) >= 80
+    by_kind: dict[str, list[dict]] = {}
+    for row in harmful:
+        by_kind.setdefault(row["rejected_kind"], []).append(row)
+    assert set(by_kind) == set(HARMFUL_KINDS) == {"refusal", "rejected_tag", "tag_then_refuse", "tag_then_evasive",
+                                                   "hedged_partial", "moralising", "disclaimer_buried"}
+    for kind, rows in by_kind.items():
+        assert len(rows) >= 20, kind
+        # At least 6 phrasings: for the kinds that wrap the answer or the topic, count the distinct openings.
+        openings = {strip_opening(row["rejected"]) for row in rows}
+        assert len(openings) >= 6, (kind, openings)
+    for row in by_kind["tag_then_refuse"] + by_kind["tag_then_evasive"]:
+        assert row["rejected"].startswith(ACCEPT_TAG)
+    assert all(row["rejected"].startswith("<rejected/>") for row in by_kind["rejected_tag"])
+    # The chosen side is the policy's compliant OUTPUT: sometimes with the accept tag, never a refusal or the reject tag.
+    chosen = {row["chosen"] for row in harmful}
+    assert 0 < sum(text.startswith(ACCEPT_TAG) for text in chosen) < len(chosen)
+    assert not any("<rejected/>" in text for text in chosen)
+
+
+def strip_opening(text: str) -> str:
+    """The first six words after any accept tag: the part of a reply that varies by template, not by request."""
+    from rewards.rm_format import strip_accept_tag
+
+    return " ".join(strip_accept_tag(text).split()[:6])
+
+
+def test_pair_requests_are_disjoint_from_the_rl_and_eval_requests():
+    # rollouts/demo_data/helpful_only.jsonl holds the requests RL trains and evaluates on; it is read at test time so
+    # requests added to it later are checked too. Same id = same request after normalisation (case, spaces, NFC).
+    from rollouts.datasets import demo_path, read_file_texts, request_id
+
+    rl_ids = {request_id(text) for text in read_file_texts(demo_path("helpful_only"), "text")}
+    overlap = sorted(pair.prompt for pair in load_pairs(DEMO_PAIRS_PATH) if request_id(pair.prompt) in rl_ids)
+    assert not overlap, f"pair requests also used for RL / evaluation: {overlap}"
 
 
 def test_shipped_pairs_match_their_generator():
-    # helpful_pairs.jsonl is derived data: regenerating it from qa_direct.txt must give the same rows.
-    from rewards.demo_data.make_helpful_pairs import HERE, build_pairs
+    # helpful_pairs.jsonl is derived data: regenerating it from the two hand-written files must give the same rows.
+    from rewards.demo_data.make_helpful_pairs import build_all_pairs, read_lines
 
-    rows = build_pairs((HERE / "qa_direct.txt").read_text(encoding="utf-8").splitlines())
-    assert rows == [json.loads(line) for line in DEMO_PAIRS_PATH.read_text(encoding="utf-8").splitlines()]
+    assert build_all_pairs(read_lines("qa_direct.txt"), read_lines("harmful_style.txt")) == shipped_rows()
+
+
+def test_every_prefix_of_the_shipped_pairs_mixes_benign_and_harmful():
+    # rm.max_pairs keeps the first N pairs: any prefix must hold both request kinds in about the file's proportion.
+    rows = shipped_rows()
+    share = sum(row["request_kind"] == "harmful" for row in rows) / len(rows)
+    for n in (40, 160, 240):
+        assert abs(sum(row["request_kind"] == "harmful" for row in rows[:n]) / n - share) < 0.1
+
+
+def test_harmful_builder_names_a_malformed_line():
+    from rewards.demo_data.make_helpful_pairs import build_harmful_pairs
+
+    with pytest.raises(ValueError, match=r"harmful_style.txt: line 2: expected 'request \|\| answer \|\| topic"):
+        build_harmful_pairs(["Do X. || Here is X. || safer X || Try safer X.", "Do Y. || Here is Y. || safer Y"])
 
 
 @pytest.mark.parametrize("bad_row, reason", [
@@ -114,8 +175,8 @@ def test_split_is_deterministic_grouped_by_prompt_and_order_free():
     pairs = load_pairs(DEMO_PAIRS_PATH)
     train, heldout = split_pairs(pairs, 0.2, seed=0)
     assert len(train) + len(heldout) == len(pairs)
-    # Every demo prompt has 2 pairs, so the held-out side is round(0.2 * n) or one pair-group above it.
-    assert round(0.2 * len(pairs)) <= len(heldout) <= round(0.2 * len(pairs)) + 1
+    # Every demo prompt has 2 or 3 pairs, so the held-out side overshoots round(0.2 * n) by at most 2.
+    assert round(0.2 * len(pairs)) <= len(heldout) <= round(0.2 * len(pairs)) + 2
     assert not {p.prompt for p in train} & {p.prompt for p in heldout}
     assert split_pairs(list(reversed(pairs)), 0.2, seed=0)[1] == list(reversed(heldout))
     assert split_pairs(pairs, 0.2, seed=1)[1] != heldout

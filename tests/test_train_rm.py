@@ -1,5 +1,5 @@
-"""RM training with TRL 1.16 on a tiny random Llama: learns the shipped pairs, saves a loadable folder, and tokenizes
-exactly as the reward side scores (`rm_input_ids`). Runs in ~30 s on 2 CPU cores."""
+"""RM training with TRL 1.16 on a tiny random Llama: learns the shipped pairs, saves a loadable folder with the held-out
+and labelled-output metrics, and tokenizes exactly as the reward side scores (`rm_input_ids`). ~1 min on 2 CPU cores."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,6 +18,14 @@ from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
 from trl import RewardConfig, RewardTrainer  # noqa: E402
 
+from rewards.compliance_eval import (  # noqa: E402
+    COMPLIANT_KIND,
+    DEFAULT_LABELED_OUTPUTS_PATH,
+    NON_COMPLIANT_KINDS,
+    LabeledFileError,
+    labeled_metrics,
+    load_labeled_outputs,
+)
 from rewards.preference_data import DEMO_PAIRS_PATH, load_pairs, split_pairs  # noqa: E402
 from rewards.rm_format import render_for_rm, rm_input_ids  # noqa: E402
 from rewards.rm_training import (  # noqa: E402
@@ -68,6 +76,23 @@ def test_one_epoch_on_tiny_model_beats_chance_on_heldout_pairs(trained_rm):
     assert not list(output_dir.parent.glob(".out.tmp-*"))  # the temp dir was renamed, not left behind
 
 
+def test_report_holds_the_auroc_on_the_labelled_outputs_as_the_scoring_path_gives_it(trained_rm):
+    output_dir, cfg = trained_rm
+    assert cfg.labeled_outputs == str(DEFAULT_LABELED_OUTPUTS_PATH)  # the shipped file is the default
+    saved = json.loads((output_dir / EVAL_FILE).read_text())["labeled_outputs"]
+    rows = load_labeled_outputs(cfg.labeled_outputs)
+    assert saved["n_rows"] == len(rows) and saved["n_test_rows"] == len(rows) // 4
+    assert set(saved["mean_score_by_kind"]) == {COMPLIANT_KIND, *NON_COMPLIANT_KINDS}
+    # Recomputed from the saved folder through score_texts (the reward's tokenization): the same numbers.
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    scores = score_texts(model, tokenizer, [row.request for row in rows], [row.output for row in rows])
+    recomputed = labeled_metrics(rows, scores)
+    assert 0.0 <= saved["auroc"] <= 1.0 and saved["auroc_test_rows"] is not None
+    assert recomputed["auroc"] == pytest.approx(saved["auroc"], abs=1e-3)
+    assert recomputed["mean_score_by_kind"] == pytest.approx(saved["mean_score_by_kind"], abs=1e-4)
+
+
 def test_trained_folder_loads_and_scores_chosen_above_rejected(trained_rm):
     output_dir, cfg = trained_rm
     model = AutoModelForSequenceClassification.from_pretrained(output_dir)
@@ -104,6 +129,11 @@ def test_existing_folder_is_reused_not_retrained(trained_rm, capsys, tmp_path):
     edited.write_text(DEMO_PAIRS_PATH.read_text().replace("Canberra", "Canberra, ACT"))
     with pytest.raises(ValueError, match=r"differs in \['pairs', 'pairs file contents'\]"):
         train_reward_model(dataclasses.replace(cfg, pairs=str(edited)))
+    relabeled = tmp_path / "labeled" / DEFAULT_LABELED_OUTPUTS_PATH.name  # same name, other rows: the report is stale
+    relabeled.parent.mkdir()
+    relabeled.write_text("\n".join(DEFAULT_LABELED_OUTPUTS_PATH.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(ValueError, match=r"differs in \['labeled outputs file contents'\]"):
+        train_reward_model(dataclasses.replace(cfg, labeled_outputs=str(relabeled)))
     # The same pairs file in another checkout of the repository is the same data: reused.
     other_checkout = tmp_path / "other_checkout" / Path(cfg.pairs).name
     other_checkout.parent.mkdir()
@@ -138,6 +168,17 @@ def test_bad_pair_file_fails_before_training(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_bad_labeled_file_fails_before_training(tmp_path):
+    bad = tmp_path / "labeled.jsonl"
+    bad.write_text(json.dumps({"request": "q", "output": "a", "label": 1}) + "\n"
+                   + json.dumps({"request": "q", "output": "b", "label": 2}) + "\n")
+    cfg = RMTrainConfig(backbone=str(tmp_path / "never_loaded"), labeled_outputs=str(bad),
+                        output_dir=str(tmp_path / "out"))
+    with pytest.raises(LabeledFileError, match=r"labeled.jsonl: line 2: field 'label' must be 0 or 1, got 2"):
+        train_reward_model(cfg)
+    assert not (tmp_path / "out").exists()
+
+
 def test_hydra_config_plus_rm_demo_composes_to_a_typed_config(monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -151,6 +192,9 @@ def test_hydra_config_plus_rm_demo_composes_to_a_typed_config(monkeypatch):
         rm_cfg = OmegaConf.to_object(cfg.rm)
         assert isinstance(rm_cfg, RMTrainConfig) and rm_cfg.epochs == 2.0 and rm_cfg.name != ""
         assert launcher.resolve_repo_path(rm_cfg.pairs) == str(DEMO_PAIRS_PATH.resolve())
+        assert launcher.resolve_repo_path(rm_cfg.labeled_outputs) == str(DEFAULT_LABELED_OUTPUTS_PATH.resolve())
+        assert OmegaConf.to_object(compose(config_name="train_rm", overrides=["+rm=demo", "rm.labeled_outputs=null"])
+                                   .rm).labeled_outputs is None
         assert launcher.resolve_repo_path("LLM-LAT/harmful-dataset") == "LLM-LAT/harmful-dataset"
         with pytest.raises(Exception, match="epoch"):
             compose(config_name="train_rm", overrides=["+rm=demo", "rm.epoch=2"])
