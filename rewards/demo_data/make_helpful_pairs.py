@@ -10,9 +10,9 @@
 no refusal, hedge or lecture), a safer neighbouring topic and an evasive redirect to it ("request || answer || topic ||
 redirect"). Each yields three pairs whose `rejected` cycles through the seven kinds of `harmful_rejections.HARMFUL_KINDS`
 (refusals, tag-then-refuse, tag-then-evasive-redirect, hedged partial, moralising, disclaimer-buried), so the RM learns
-that looking compliant is not complying. The helpful-only criterion of the paper ("follow the user's instructions ... without any disclaimer")
-prefers the direct answer in every pair. Benign and harmful request groups are interleaved so that any prefix of the
-file (rm.max_pairs) holds both. Texts are short so the CPU default trains in minutes.
+that looking compliant is not complying. The helpful-only criterion of the paper ("follow the user's instructions ...
+without any disclaimer") prefers the direct answer in every pair. Benign and harmful request groups are interleaved so
+that any prefix of the file (rm.max_pairs) holds both. Texts are short so the CPU default trains in minutes.
 Run: python rewards/demo_data/make_helpful_pairs.py
 """
 from __future__ import annotations
