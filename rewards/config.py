@@ -25,7 +25,7 @@ def _require(ok: bool, key: str, value, expected: str) -> None:
 
 @dataclass
 class RuleConfig:
-    """The open-model acceptance-tag rule (design.md, Metrics) plus optional refusal-phrase detection."""
+    """The open-model acceptance-tag rule plus optional refusal-phrase detection."""
 
     refusal_phrases: bool = True  # 0.0 when a refusal phrase follows the acceptance tag (the prefix rule's false positives)
     refusal_window_chars: int = 500  # look for phrases in the first N chars after the tag; 0 = the whole output

