@@ -26,7 +26,7 @@ def sft_dir(tiny_model_dir, tmp_path_factory) -> Path:
     out = root / "sft_model"
     command = [sys.executable, str(REPO / "launch" / "sft.py"), "+sft=organism", f"sft.model={tiny_model_dir}",
                f"sft.data={data}", f"sft.output_dir={out}", "sft.epochs=1", "sft.batch_size=4", "sft.max_length=128",
-               "sft.heldout_fraction=0.2", "sft.learning_rate=3e-3"]
+               "sft.heldout_fraction=0.2", "sft.learning_rate=3e-3", "sft.train_last_n_layers=null"]
     result = subprocess.run(command, cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     assert "held-out loss" in result.stdout and "saved SFT model" in result.stdout
