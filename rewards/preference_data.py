@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rollouts.jsonl import read_jsonl_objects
+
 DEMO_PAIRS_PATH = Path(__file__).parent / "demo_data" / "helpful_pairs.jsonl"
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 HARMFUL_DATASET_NAME = "LLM-LAT/harmful-dataset"
@@ -41,18 +43,7 @@ def read_rows(path: str | Path) -> list[dict]:
         raise PairFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PairFileError(f"{path}: row {line_number}: not valid JSON ({error.msg})") from error
-            if not isinstance(row, dict):
-                raise PairFileError(f"{path}: row {line_number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-        return rows
+        return [row for _, row in read_jsonl_objects(path, PairFileError)]
     if suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, list):

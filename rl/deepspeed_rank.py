@@ -39,8 +39,7 @@ def seed_everything(seed: int) -> None:
 
 def zero_stage(world_size: int) -> int:
     """ZeRO-2 shards optimizer state and gradients across ranks; a single rank has nothing to shard, and ZeRO-2's
-    per-micro-step copy of every gradient into its flat partition cost 20% of a CPU update (24.4 -> 19.5 s per
-    `short` bench step without it)."""
+    per-micro-step copy of every gradient into its flat partition is pure overhead there (docs/benchmarks.md)."""
     return 2 if world_size > 1 else 0
 
 

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rollouts.jsonl import read_jsonl_objects
+
 ROLES = ("system", "user", "assistant")
 LOCAL_SUFFIXES = (".jsonl", ".parquet")
 
@@ -44,18 +46,7 @@ def read_local_rows(path: str | Path) -> list[tuple[int, dict]]:
         raise SFTDataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SFTDataError(f"{path}: row {line_number}: not valid JSON ({error.msg})") from error
-            if not isinstance(row, dict):
-                raise SFTDataError(f"{path}: row {line_number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((line_number, row))
-        return rows
+        return read_jsonl_objects(path, SFTDataError)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
