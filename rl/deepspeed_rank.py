@@ -20,7 +20,20 @@ def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, de
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     seed_everything(seed + rank)
+    if not torch.distributed.is_initialized():
+        forget_destroyed_groups()
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+
+
+def forget_destroyed_groups() -> None:
+    """DeepSpeed caches its clone of the world group at module level and forgets it only when the world is destroyed
+    through DeepSpeed. A process whose earlier world was destroyed by another library (vLLM's engine shutdown, in one
+    process that ran both) would otherwise hand the dead group to the new engine: "Group ... is not registered"."""
+    from deepspeed.utils import groups
+
+    release = getattr(groups, "_release_process_group_references", None)
+    if release is not None:
+        release(None)
 
 
 def min_over_ranks(value: float, device: torch.device | str) -> float:
