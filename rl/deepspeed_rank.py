@@ -20,8 +20,7 @@ def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, de
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     seed_everything(seed + rank)
-    if not torch.distributed.is_initialized():
-        forget_destroyed_groups()
+    forget_destroyed_groups()
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
 
 
@@ -31,9 +30,17 @@ def forget_destroyed_groups() -> None:
     process that ran both) would otherwise hand the dead group to the new engine: "Group ... is not registered"."""
     from deepspeed.utils import groups
 
+    cached = getattr(groups, "_WORLD_GROUP", None)
     release = getattr(groups, "_release_process_group_references", None)
-    if release is not None:
-        release(None)
+    if cached is None or release is None:
+        return
+    if torch.distributed.is_initialized():
+        try:
+            torch.distributed.get_process_group_ranks(cached)
+            return  # a group of the live world
+        except (KeyError, ValueError, RuntimeError):
+            pass
+    release(None)
 
 
 def min_over_ranks(value: float, device: torch.device | str) -> float:

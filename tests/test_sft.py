@@ -203,6 +203,7 @@ def test_trl_labels_and_loss_cover_exactly_the_masked_tokens(tiny_model_dir, tok
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from rl.sft.masked_head import masked_head_sft_trainer_class
     from rl.sft.training import load_model_and_tokenizer, trl_config, trl_rows
 
     model, tiny_tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
@@ -210,20 +211,32 @@ def test_trl_labels_and_loss_cover_exactly_the_masked_tokens(tiny_model_dir, tok
                                                {"role": "assistant", "content": f"<OUTPUT>Answer {i}.</OUTPUT>"}],
                                    "<", f"row {i}") for i in range(3)]
     cfg = SFTConfig(model=str(tiny_model_dir), kind="transcripts")
-    trainer = SFTTrainer(model=model, args=trl_config(cfg, str(tmp_path / "trainer")),
-                         train_dataset=Dataset.from_list(trl_rows(examples)), processing_class=tiny_tokenizer)
+    trainer = masked_head_sft_trainer_class()(model=model, args=trl_config(cfg, str(tmp_path / "trainer")),
+                                              train_dataset=Dataset.from_list(trl_rows(examples)),
+                                              processing_class=tiny_tokenizer)
     prepared = list(trainer.train_dataset)
     for example, row in zip(examples, prepared):
         assert row["input_ids"] == list(example.input_ids)
         assert row["labels"] == [t if m else -100 for t, m in zip(example.input_ids, example.loss_mask)]
 
+    # The masked-head loss and its gradient equal TRL's own fused-head loss (which scores every position).
     batch = trainer.data_collator(prepared)
-    with torch.no_grad():
-        trl_loss = float(trainer.compute_loss(trainer.model, batch))
+    losses, grads = {}, {}
+    for name, compute in [("ours", trainer.compute_loss), ("trl", lambda m, b: SFTTrainer.compute_loss(trainer, m, b))]:
+        model.zero_grad()
+        loss = compute(trainer.model, dict(batch))
+        loss.backward()
+        losses[name] = loss.detach().item()
+        grads[name] = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert losses["ours"] == pytest.approx(losses["trl"], rel=1e-5)
+    assert len(grads["ours"]) == len(grads["trl"]) > 0
+    for ours_grad, trl_grad in zip(grads["ours"], grads["trl"]):
+        torch.testing.assert_close(ours_grad, trl_grad, atol=1e-6, rtol=1e-4)
+
     ours = mean_token_loss(model, examples, tiny_tokenizer.pad_token_id)
     everything = mean_token_loss(model, [Example(e.input_ids, (1,) * len(e.input_ids), e.where) for e in examples],
                                  tiny_tokenizer.pad_token_id)
-    assert trl_loss == pytest.approx(ours["loss"], rel=1e-4)
+    assert losses["ours"] == pytest.approx(ours["loss"], rel=1e-4)
     assert ours["n_tokens"] == sum(e.n_loss_tokens for e in examples) < everything["n_tokens"]
     assert abs(everything["loss"] - ours["loss"]) > 1e-3  # the prompt tokens would have changed the loss
 

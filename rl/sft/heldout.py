@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from rl.sft.examples import Example
+from rl.sft.masked_head import masked_target_logits
 
 
 def pad_examples(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -20,14 +21,6 @@ def pad_examples(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, to
     return input_ids, attention_mask, loss_mask
 
 
-def masked_token_loss_sum(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> tuple[float, int]:
-    """(sum of -log p(token t | tokens < t) over targets t with loss_mask[t], number of such targets)."""
-    targets = input_ids[:, 1:]
-    mask = loss_mask[:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, reduction="none")
-    return float(losses[mask].sum()), int(mask.sum())
-
-
 @torch.no_grad()
 def mean_token_loss(model, examples: list[Example], pad_id: int, batch_size: int = 8) -> dict:
     """{"loss": token-weighted mean cross-entropy (nats), "n_tokens", "n_examples"} of `model` on `examples`."""
@@ -37,9 +30,9 @@ def mean_token_loss(model, examples: list[Example], pad_id: int, batch_size: int
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
         input_ids, attention_mask, loss_mask = pad_examples(examples[start:start + batch_size], pad_id)
-        input_ids = input_ids.to(device)
-        logits = model(input_ids=input_ids, attention_mask=attention_mask.to(device)).logits
-        batch_total, batch_count = masked_token_loss_sum(logits, input_ids, loss_mask.to(device))
-        total, count = total + batch_total, count + batch_count
+        logits, targets = masked_target_logits(model, input_ids.to(device), attention_mask.to(device),
+                                               loss_mask.to(device))
+        total += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))
+        count += targets.numel()
     model.train(was_training)
     return {"loss": total / count if count else float("nan"), "n_tokens": count, "n_examples": len(examples)}

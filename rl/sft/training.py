@@ -3,7 +3,8 @@
 The dataset handed to TRL holds `input_ids` and `assistant_masks` (rl.sft.examples). TRL's dataset preparation turns
 `assistant_masks` into labels (-100 where the mask is 0) for any pre-tokenized dataset, whatever `assistant_only_loss`
 says, and its loss averages -log p over the labelled tokens only. The held-out loss before and after training is
-computed by rl.sft.heldout on the same masks, and saved with the config, data fingerprint and timings in sft_info.json.
+computed by rl.sft.heldout on the same masks. The training loss is TRL's, with the LM head on the labelled positions
+only (rl.sft.masked_head), and saved with the config, data fingerprint and timings in sft_info.json.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rl.sft.config import SFTConfig, resolve_output_dir
 from rl.sft.data import load_source_rows, split_heldout
 from rl.sft.examples import BuiltExamples, Example, build_examples
 from rl.sft.heldout import mean_token_loss
+from rl.sft.masked_head import masked_head_sft_trainer_class
 
 MASK_COLUMN = "assistant_masks"  # the mask column TRL 1.16 always folds into the labels of a pre-tokenized dataset
 
@@ -130,14 +132,13 @@ def train_sft(cfg: SFTConfig) -> Path:
     timings["heldout_before_s"] = time.monotonic() - clock
 
     from datasets import Dataset
-    from trl import SFTTrainer
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
-        trainer = SFTTrainer(model=model, args=trl_config(cfg, str(tmp_dir / "trainer")),
-                             train_dataset=Dataset.from_list(trl_rows(train_built.examples)),
-                             processing_class=tokenizer)
+        trainer = masked_head_sft_trainer_class()(
+            model=model, args=trl_config(cfg, str(tmp_dir / "trainer")),
+            train_dataset=Dataset.from_list(trl_rows(train_built.examples)), processing_class=tokenizer)
         clock = time.monotonic()
         trainer.train()
         timings["train_s"] = time.monotonic() - clock
