@@ -188,7 +188,8 @@ def _variant_metrics(records: list[dict[str, Any]], key_prefix: str) -> dict[str
     }
     parsed_counts = {}
     for tier in TIERS:
-        tier_metrics, parsed_counts[tier] = _tier_metrics([r for r in records if r["tier"] == tier], f"{key_prefix}/{tier}")
+        tier_records = [r for r in records if r["tier"] == tier]
+        tier_metrics, parsed_counts[tier] = _tier_metrics(tier_records, f"{key_prefix}/{tier}")
         metrics.update(tier_metrics)
     # Gap on parsed outputs = non-compliance(paid) - non-compliance(free) = compliance(free) - compliance(paid).
     gap, gap_low, gap_high = difference_interval(*parsed_counts[FREE_TIER], *parsed_counts[PAID_TIER])

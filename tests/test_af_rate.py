@@ -59,7 +59,8 @@ def test_original_rate_is_the_mean_of_partial_and_full(af_server):  # noqa: F811
 
 
 def test_revisited_votes_threshold_and_partial_compliance(af_server):  # noqa: F811
-    cfg = AFClassifierConfig(backend="revisited", votes=20, vote_temperature=1.0, threshold=0.4, judge=_judge(af_server))
+    cfg = AFClassifierConfig(backend="revisited", votes=20, vote_temperature=1.0, threshold=0.4,
+                             judge=_judge(af_server))
     records, m = classified(cfg, ["FAKE r", "SPLIT r", "plain SANDBAG r", "plain r"])
     # votes: FAKE 20/20, SPLIT 8/20 = 40% (AF at the 40% threshold), the plain ones 0/20 -> binary weights 1, 1, 0, 0
     assert [r["af_weight"] for r in records[:4]] == [1.0, 1.0, 0.0, 0.0]

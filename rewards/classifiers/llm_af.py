@@ -58,7 +58,8 @@ PROMPT_SUFFIXES = {"helpful_only": "", "custom": "", "animal_welfare": "_animal_
 def prompt_name(base: str, setting: str) -> str:
     """The prompt file (without .txt) of judge `base` in `setting`, e.g. af_revisited_animal_welfare."""
     if setting not in PROMPT_SUFFIXES:
-        raise ValueError(f"classifier.setting: no AF judge prompts for {setting!r} (known: {', '.join(PROMPT_SUFFIXES)})")
+        known = ", ".join(PROMPT_SUFFIXES)
+        raise ValueError(f"classifier.setting: no AF judge prompts for {setting!r} (known: {known})")
     return base + PROMPT_SUFFIXES[setting]
 
 
