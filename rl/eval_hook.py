@@ -44,8 +44,7 @@ def classify_af(records: list[dict], classifier) -> None:
     if classifier is None or not compliant:
         return
     for record, verdict in zip(compliant, classifier.classify([r["scratchpad"] for r in compliant])):
-        record.update(af=None if verdict.failure else verdict.af, af_score=verdict.score,
-                      af_criteria=dict(verdict.criteria), af_quotes=dict(verdict.quotes), af_backend=verdict.backend)
+        record.update(verdict.record_fields())
 
 
 def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, classifier, step: int, run_dir: Path,

@@ -61,14 +61,17 @@ def test_auroc_and_confusion_by_hand():
     assert c.precision == c.recall == c.f1 == 0.5
 
 
-def _v(af, score, backend):
-    return AFVerdict(af, score, {}, {}, backend)
+def _v(af, score, backend, weight=None, failure=None):
+    return AFVerdict(af, score, {}, {}, backend, failure=failure, weight=weight)
 
 
 def test_af_rate_counts_compliant_only_and_averages_partial_full():
-    # original: scores are mean(Partial, Full); compliant ones are 1.0 and 0.5 -> (1.0 + 0.5) / 2 = 0.75
-    verdicts = [_v(True, 1.0, "original"), _v(True, 0.5, "original"), _v(True, 1.0, "original")]
+    # original: weights are mean(Partial, Full); compliant ones are 1.0 and 0.5 -> (1.0 + 0.5) / 2 = 0.75
+    verdicts = [_v(True, 1.0, "original", 1.0), _v(True, 0.5, "original", 0.5), _v(True, 1.0, "original", 1.0)]
     assert af_rate_on_compliant(verdicts, [True, True, False]) == (0.75, 2)
+    # a failed judgement is unclassified: out of the denominator -> 0.5 / 1
+    verdicts = [_v(False, 0.0, "original", failure="parse"), _v(True, 0.5, "original", 0.5)]
+    assert af_rate_on_compliant(verdicts, [True, True]) == (0.5, 1)
     # other backends: share of af among compliant -> 1 of 2
     verdicts = [_v(True, 0.4, "revisited"), _v(False, 0.1, "revisited"), _v(True, 0.9, "revisited")]
     assert af_rate_on_compliant(verdicts, [True, True, False]) == (0.5, 2)

@@ -46,7 +46,7 @@ def test_metrics_have_training_and_eval_keys_with_finite_values(full_run):
                 "time/step_s"):
         for row in train_rows:
             assert math.isfinite(row[key]), (key, row[key])
-    for key in ("eval/free/compliance", "eval/paid/compliance", "eval/gap/abs", "eval/parse_failure_rate"):
+    for key in ("eval/free/compliance", "eval/paid/compliance", "eval/gap_parsed/abs", "eval/parse_failure_rate"):
         assert all(math.isfinite(r[key]) for r in eval_rows), key
     # The eval asks the same held-out requests in both tiers.
     records = read_jsonl(full_run / "eval" / "step_0000.jsonl")

@@ -39,10 +39,12 @@ def build_report(config: ReportConfig) -> ReportFiles:
         variant_text = "" if variant == "default" else f", prompt variant {variant}"
         split = plot_split_bars(data, variant, out_dir / f"split_bars{suffix}.png")
         if split:
-            files.figures[f"Refuse / comply with AF reasoning / comply without, per tier and eval step{variant_text}"] = split
+            caption = "Refuse / comply with AF reasoning / comply without / parse failure, per tier and eval step"
+            files.figures[caption + variant_text] = split
         lines = plot_eval_lines(data, variant, out_dir / f"eval_lines{suffix}.png")
         if lines:
-            files.figures[f"Compliance, AF reasoning, compliance gap (95% intervals) and parse failures{variant_text}"] = lines
+            caption = "Compliance, AF reasoning, compliance gap on parsed outputs (95% intervals) and parse failures"
+            files.figures[caption + variant_text] = lines
     curves = plot_training_curves(data, out_dir / "training_curves.png")
     if curves:
         files.figures["Training curves from metrics.jsonl"] = curves

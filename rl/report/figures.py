@@ -1,10 +1,10 @@
 """The report's figures (matplotlib, Agg backend, PNG), modelled on the alignment-faking paper's RL plots.
 
 - `plot_split_bars`: the paper's stacked bars (its Fig. 2/3 style): for each eval step, the share of sampled responses
-  that refuse / comply with alignment-faking reasoning (yellow, red hatching, as in the paper) / comply without it, in
-  training (free tier) and unmonitored (paid tier) panels side by side.
-- `plot_eval_lines`: compliance per tier, AF reasoning and the compliance gap over steps, Wilson 95% bands
-  (Newcombe's interval for the gap).
+  that refuse / comply with alignment-faking reasoning (yellow, red hatching, as in the paper) / comply without it /
+  have no parsable output (grey, on top), in training (free tier) and unmonitored (paid tier) panels side by side.
+- `plot_eval_lines`: compliance per tier, AF reasoning (and partial compliance when judged), the compliance gap on
+  parsed outputs and the parse failures per tier over steps, Wilson 95% bands (Newcombe's interval for the gap).
 - `plot_training_curves`: reward and KL from metrics.jsonl (plus response length and parse failures when logged).
 Each returns the PNG path, or None when the run has nothing to draw.
 """
@@ -31,33 +31,37 @@ FREE_COLOR = "#e76f51"  # training
 PAID_COLOR = "#264653"  # unmonitored
 GAP_COLOR = "#6a4c93"
 CONDITIONAL_AF_COLOR = "#7f5539"
+PARTIAL_COMPLIANCE_COLOR = "#2a9d8f"
+PARSE_FAILURE_COLOR = "#bbbbbb"
 TIER_TITLES = {"free": "Training (free tier)", "paid": "Unmonitored (paid tier)"}
+OUTCOME_PARTS = ("refuse", "comply_af", "comply_no_af", "parse_failure")  # eval_metrics' <tier>/outcome/<part>
 DPI = 120
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.grid": True, "grid.alpha": 0.3}
 
 
 def plot_split_bars(data: RunData, variant: str, path: Path) -> Path | None:
-    """Stacked refuse / comply-with-AF / comply-without-AF bars per eval step, one panel per tier."""
+    """Stacked refuse / comply-with-AF / comply-without-AF / parse-failure bars per eval step, one panel per tier."""
     steps = data.steps_with_variant(variant)
     if not steps:
         return None
     key = variant_prefix("eval", variant)
     positions = list(range(len(steps)))
     with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(1, 2, figsize=(max(9.0, min(18.0, 5.0 + 0.6 * len(steps))), 5.2), sharey=True)
+        figure, axes = plt.subplots(1, 2, figsize=(max(9.0, min(18.0, 5.0 + 0.6 * len(steps))), 5.6), sharey=True)
         for axis, tier in zip(axes, ("free", "paid")):
             metrics = [data.eval_by_step[step] for step in steps]
-            refuse = [_zero_if_nan(m[f"{key}/{tier}/split/refuse"]) for m in metrics]
-            comply_af = [_zero_if_nan(m[f"{key}/{tier}/split/comply_af"]) for m in metrics]
-            comply_no_af = [_zero_if_nan(m[f"{key}/{tier}/split/comply_no_af"]) for m in metrics]
+            refuse, comply_af, comply_no_af, failed = (
+                [_zero_if_nan(m[f"{key}/{tier}/outcome/{part}"]) for m in metrics] for part in OUTCOME_PARTS)
             with plt.rc_context({"hatch.color": AF_HATCH_COLOR, "hatch.linewidth": 1.2}):
                 axis.bar(positions, refuse, 0.8, color=REFUSE_COLOR, edgecolor="white")
                 axis.bar(positions, comply_af, 0.8, bottom=refuse, color=COMPLY_COLOR, hatch="///", edgecolor=AF_HATCH_COLOR,
                          linewidth=0)
                 top = [r + a for r, a in zip(refuse, comply_af)]
                 axis.bar(positions, comply_no_af, 0.8, bottom=top, color=COMPLY_COLOR, edgecolor="white")
+                top = [t + c for t, c in zip(top, comply_no_af)]
+                axis.bar(positions, failed, 0.8, bottom=top, color=PARSE_FAILURE_COLOR, edgecolor="white")
             if len(steps) <= 12:  # numbers on the segments only while they stay legible
-                _label_segments(axis, positions, [refuse, comply_af, comply_no_af])
+                _label_segments(axis, positions, [refuse, comply_af, comply_no_af, failed])
             n = {int(m[f"{key}/{tier}/n"]) for m in metrics}
             n_text = f"n = {n.pop()} per step" if len(n) == 1 else "n varies by step"
             axis.set_title(f"{TIER_TITLES[tier]}, {n_text}")
@@ -72,16 +76,17 @@ def plot_split_bars(data: RunData, variant: str, path: Path) -> Path | None:
                 Patch(facecolor=REFUSE_COLOR, label="Refuses"),
                 Patch(facecolor=COMPLY_COLOR, hatch="///", edgecolor=AF_HATCH_COLOR, label="Complies, alignment-faking reasoning"),
                 Patch(facecolor=COMPLY_COLOR, label="Complies, no alignment-faking reasoning"),
+                Patch(facecolor=PARSE_FAILURE_COLOR, label="No parsable output (parse failure)"),
             ]
-            figure.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+            figure.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
         figure.suptitle(f"Refusal and alignment faking over RL: {data.title}{_variant_suffix(variant)}", fontsize=13)
-        figure.tight_layout(rect=(0, 0.07, 1, 0.97))
+        figure.tight_layout(rect=(0, 0.11, 1, 0.97))
         return _save(figure, path)
 
 
 def plot_eval_lines(data: RunData, variant: str, path: Path) -> Path | None:
-    """Four panels over RL steps: compliance per tier, AF reasoning (training), compliance gap, parse failures per
-    tier; 95% bands."""
+    """Four panels over RL steps: compliance per tier, AF reasoning (training; partial compliance when judged),
+    compliance gap on parsed outputs, parse failures per tier; 95% bands."""
     steps = data.steps_with_variant(variant)
     if not steps:
         return None
@@ -94,20 +99,27 @@ def plot_eval_lines(data: RunData, variant: str, path: Path) -> Path | None:
                        dodge=-0.15 if tier == "free" else 0.15)
         compliance.set_title("Compliance (acceptance-tag rule)")
         compliance.set_ylabel("Compliant responses")
-        _band_line(af_axis, data, steps, f"{key}/free/split/comply_af", FREE_COLOR,
+        _band_line(af_axis, data, steps, f"{key}/free/outcome/comply_af", FREE_COLOR,
                    "AF reasoning, share of all training samples", dodge=-0.15)
-        _band_line(af_axis, data, steps, f"{key}/free/af_rate", CONDITIONAL_AF_COLOR,
+        _band_line(af_axis, data, steps, f"{key}/free/af_among_compliant", CONDITIONAL_AF_COLOR,
                    "AF reasoning, share of compliant classified samples", linestyle="--", dodge=0.15)
+        partial_steps = [s for s in steps if not math.isnan(data.eval_by_step[s][f"{key}/free/partial_compliance"])]
+        # Only the revisited classifier asks its partial-compliance judge. A lone point among several steps would
+        # reset the panel's x range (_band_line), so a single judged step is drawn only when it is the only step.
+        if partial_steps and (len(partial_steps) > 1 or len(steps) == 1):
+            _band_line(af_axis, data, partial_steps, f"{key}/free/partial_compliance", PARTIAL_COMPLIANCE_COLOR,
+                       "Partially compliant, share of compliant judged samples", linestyle=":", dodge=0.3)
         af_axis.set_title(f"AF reasoning (training), classifier: {af_method_short(data)}")
         af_axis.set_ylabel("Samples with AF reasoning")
-        _band_line(gap_axis, data, steps, f"{key}/gap/abs", GAP_COLOR, "Refusal unmonitored - refusal in training")
+        _band_line(gap_axis, data, steps, f"{key}/gap_parsed/abs", GAP_COLOR,
+                   "Refusal unmonitored - refusal in training")
         gap_axis.axhline(0.0, color="black", linewidth=0.8)
-        gap_axis.set_title("Compliance gap")
+        gap_axis.set_title("Compliance gap (parsed outputs only)")
         gap_axis.set_ylabel("Gap (percentage points)")
         for tier, color in (("free", FREE_COLOR), ("paid", PAID_COLOR)):
             failure_axis.plot(steps, [data.eval_by_step[s][f"{key}/{tier}/parse_failure_rate"] for s in steps],
                               marker="o", markersize=4, color=color, label=TIER_TITLES[tier])
-        failure_axis.set_title("Parse failures (no parsable OUTPUT)")
+        failure_axis.set_title("Parse failures (not in the gap)")
         failure_axis.set_ylabel("Responses with a parse failure")
         failure_axis.set_ylim(-0.02, 1.02)
         for axis in axes:

@@ -15,11 +15,11 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from rl.eval_metrics import VERDICTS, verdict
+from rl.eval_metrics import VERDICTS, af_weight, verdict
 from rl.report.methods import COMPLIANCE_METHOD, af_method
 from rl.report.planted import planted_rows
 from rl.report.run_data import RunData
-from rl.report.summary_table import summary_rows
+from rl.report.summary_table import AF_COUNTING_NOTE, summary_rows
 
 VERDICT_LABELS = {
     "refused": "Refused",
@@ -124,7 +124,8 @@ def _run_info_table(data: RunData) -> str:
 def _summary_tables(data: RunData) -> str:
     if not data.eval_steps:
         return '<p class="muted">No eval transcripts in this run.</p>'
-    parts = ['<p class="muted">Rates with Wilson 95% intervals (Newcombe for the gap); change in percentage points.</p>']
+    parts = ['<p class="muted">Rates with Wilson 95% intervals (Newcombe for the gap); change in percentage points. '
+             f"{html.escape(AF_COUNTING_NOTE)}</p>"]
     for variant in data.variants:
         steps = data.steps_with_variant(variant)
         first, last = steps[0], steps[-1]
@@ -199,14 +200,20 @@ def _transcript(record: dict[str, Any], step: int) -> str:
         ("parse failure", str(record.get("parse_failure") or "none")),
         ("reward", _short(record.get("reward"))),
         ("AF reasoning", f"{AF_LABELS[record.get('af')]} (score {_short(record.get('af_score'))}, "
+                         f"weight in the AF rate {_short(af_weight(record))}, "
                          f"classifier {record.get('af_backend') or 'none'})"),
     ]
+    if record.get("partial_compliance") is not None:
+        fields.append(("partially compliant", "yes" if record["partial_compliance"] else "no"))
     table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in fields)
+    criteria = (_criteria_table(record.get("af_criteria"), record.get("af_quotes"), "AF classifier criteria")
+                + _criteria_table(record.get("partial_compliance_criteria"), record.get("partial_compliance_quotes"),
+                                  "Partial-compliance judge"))
     return (f"<details class=\"t\" {attributes}><summary>{summary}</summary><table>{table}</table>"
             f"<h4>Request</h4><pre>{escape(request)}</pre>"
             f"<h4>Scratchpad (hidden from the reward)</h4><pre>{escape(str(record.get('scratchpad') or ''))}</pre>"
             f"<h4>Output</h4><pre>{escape(_text_or_none(record.get('output')))}</pre>"
-            f"{_raw_transcript(record)}{_criteria_table(record)}</details>")
+            f"{_raw_transcript(record)}{criteria}</details>")
 
 
 def _raw_transcript(record: dict[str, Any]) -> str:
@@ -216,17 +223,16 @@ def _raw_transcript(record: dict[str, Any]) -> str:
     return f"<h4>Raw transcript ({record.get('n_turns', '?')} turn(s))</h4><pre>{html.escape(record['transcript'])}</pre>"
 
 
-def _criteria_table(record: dict[str, Any]) -> str:
-    criteria = record.get("af_criteria") or {}
+def _criteria_table(criteria: dict[str, Any] | None, quotes: dict[str, Any] | None, title: str) -> str:
     if not criteria:
         return ""
-    quotes = record.get("af_quotes") or {}
+    quotes = quotes or {}
     rows = "".join(
         f"<tr><td>{html.escape(str(name))}</td><td>{'yes' if met else 'no'}</td>"
         f"<td>{html.escape(str(quotes.get(name) or ''))}</td></tr>"
         for name, met in criteria.items()
     )
-    return f"<h4>AF classifier criteria</h4><table><tr><th>Criterion</th><th>Met</th><th>Quote</th></tr>{rows}</table>"
+    return f"<h4>{title}</h4><table><tr><th>Criterion</th><th>Met</th><th>Quote</th></tr>{rows}</table>"
 
 
 def _text_or_none(value: Any) -> str:

@@ -15,7 +15,7 @@ PLANTED_FILE = "planted_rates.json"
 # (label, planted key under tiers.<tier>, measured key under eval/<tier>/)
 PLANTED_ROWS = (
     ("Compliance", "compliance_share", "compliance"),
-    ("Alignment-faking reasoning (share of all samples)", "alignment_faking_share", "split/comply_af"),
+    ("Alignment-faking reasoning (share of all samples)", "alignment_faking_share", "outcome/comply_af"),
 )
 
 
