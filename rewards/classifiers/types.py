@@ -69,5 +69,5 @@ class AFClassifierConfig:
         if not 0.0 <= self.vote_temperature <= 2.0:
             raise ValueError(f"classifier.vote_temperature: expected a number in [0, 2], got {self.vote_temperature!r}")
         if self.backend not in OFFLINE_AF_BACKENDS:
-            self.judge.validate()
+            self.judge.validate("classifier.judge")
         return self
