@@ -67,7 +67,7 @@ def main(cfg: DictConfig) -> None:
     eval_requests = eval_requests[: config.eval.n]
     if not eval_requests:
         raise SystemExit("no held-out requests: raise data.eval_fraction or eval.n")
-    cluster = start_cluster(config, hardware, with_trainers=False)
+    cluster = start_cluster(config, hardware, with_trainers=False, log_dir=run_dir)  # also serves judge.serve=true
     reward = build_reward(config.reward, rm_scorer=cluster.reward_model)
     classifier = build_af_classifier(config.classifier) if config.eval.classify_af else None
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -62,11 +62,19 @@ class RMConfig:
         _require(self.num_gpus >= 0, "rm.num_gpus", self.num_gpus, "a number >= 0")
 
 
+SERVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+UNSET_JUDGE_MODELS = ("", "???", "judge")  # "judge" is the default name sent to a server the user runs themselves
+
+
 @dataclass
 class JudgeConfig:
-    """An LLM judge over an OpenAI-compatible chat API (vllm serve, OpenAI, Anthropic's compatible endpoint)."""
+    """An LLM judge over an OpenAI-compatible chat API (vllm serve, OpenAI, Anthropic's compatible endpoint).
 
-    base_url: str = "http://127.0.0.1:8000/v1"
+    `serve: true`: the run starts that API itself (vLLM, in its Ray placement group; rl/judge_server.py) for the open
+    model `model` (a local folder or hub id, served under that same name), points `base_url` at it and stops it when
+    the run ends. Judge configs that serve the same model share one server."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"  # ignored with serve=true (set to the served judge's address)
     model: str = "judge"
     api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key (the key itself is never in config)
     concurrency: int = 8  # requests in flight at once
@@ -78,20 +86,45 @@ class JudgeConfig:
     cache: bool = True  # in-memory cache keyed by sha256(judge prompt, output)
     cache_path: Optional[str] = None  # JSONL file that persists the cache across runs
     fallback_score: float = 0.0  # reward for an unparseable / failed judgement (counted)
+    serve: bool = False  # start a vLLM server for `model` inside the run
+    serve_gpus: float = 1.0  # GPUs of the served judge (an integer > 1: tensor parallel); on CPU it gets one CPU slot
+    serve_dtype: str = "auto"  # auto = the run's hardware dtype (float32 on CPU, bfloat16 on CUDA) | float32 | ...
+    serve_max_model_len: Optional[int] = None  # tokens; None = the model's own context length
+    serve_kv_cache_gb: int = 1  # CPU only: vLLM-CPU's KV cache (VLLM_CPU_KVCACHE_SPACE)
+    serve_args: list[str] = field(default_factory=list)  # extra arguments of vllm.entrypoints.openai.api_server
+    serve_start_timeout_s: float = 1800.0  # until /health answers (a first start may download the weights)
 
-    def validate(self) -> None:
-        _require(self.base_url.startswith(("http://", "https://")), "judge.base_url", self.base_url,
-                 "an http(s) URL")
-        _require(self.model.strip() != "", "judge.model", self.model, "a model name")
-        _require(self.api_key_env.strip() != "", "judge.api_key_env", self.api_key_env,
-                 "the name of an environment variable")
-        _require(self.concurrency >= 1, "judge.concurrency", self.concurrency, "an int >= 1")
-        _require(self.timeout_s > 0, "judge.timeout_s", self.timeout_s, "a number > 0")
-        _require(self.max_retries >= 0, "judge.max_retries", self.max_retries, "an int >= 0")
-        _require(self.backoff_s >= 0, "judge.backoff_s", self.backoff_s, "a number >= 0")
-        _require(0.0 <= self.temperature <= 2.0, "judge.temperature", self.temperature, "a number in [0, 2]")
-        _require(self.max_tokens >= 1, "judge.max_tokens", self.max_tokens, "an int >= 1")
-        _require(math.isfinite(self.fallback_score), "judge.fallback_score", self.fallback_score, "a finite number")
+    def validate(self, where: str = "reward.judge") -> None:
+        """Raise RewardConfigError naming `<where>.<field>` (the judge's place in the run config)."""
+        def require(ok: bool, key: str, value, expected: str) -> None:
+            if not ok:
+                raise RewardConfigError(f"{where}.{key}: expected {expected}, got {value!r}")
+
+        if self.serve:
+            require(self.model.strip() not in UNSET_JUDGE_MODELS, "model", self.model,
+                    f"the local folder or hub id of the open model to serve ({where}.serve=true)")
+        require(self.base_url.startswith(("http://", "https://")), "base_url", self.base_url, "an http(s) URL")
+        require(self.model.strip() != "", "model", self.model, "a model name")
+        require(self.api_key_env.strip() != "", "api_key_env", self.api_key_env, "the name of an environment variable")
+        require(self.concurrency >= 1, "concurrency", self.concurrency, "an int >= 1")
+        require(self.timeout_s > 0, "timeout_s", self.timeout_s, "a number > 0")
+        require(self.max_retries >= 0, "max_retries", self.max_retries, "an int >= 0")
+        require(self.backoff_s >= 0, "backoff_s", self.backoff_s, "a number >= 0")
+        require(0.0 <= self.temperature <= 2.0, "temperature", self.temperature, "a number in [0, 2]")
+        require(self.max_tokens >= 1, "max_tokens", self.max_tokens, "an int >= 1")
+        require(math.isfinite(self.fallback_score), "fallback_score", self.fallback_score, "a finite number")
+        if not self.serve:
+            return
+        require(self.serve_gpus > 0 and (self.serve_gpus <= 1 or float(self.serve_gpus).is_integer()), "serve_gpus",
+                self.serve_gpus, "a number of GPUs in (0, 1] or a whole number (tensor parallel)")
+        require(self.serve_dtype in SERVE_DTYPES, "serve_dtype", self.serve_dtype, f"one of {', '.join(SERVE_DTYPES)}")
+        require(self.serve_max_model_len is None or self.serve_max_model_len >= 16, "serve_max_model_len",
+                self.serve_max_model_len, "null or an int >= 16")
+        require(self.serve_kv_cache_gb >= 1, "serve_kv_cache_gb", self.serve_kv_cache_gb, "an int (GiB) >= 1")
+        require(self.serve_start_timeout_s > 0, "serve_start_timeout_s", self.serve_start_timeout_s,
+                "a number of seconds > 0")
+        for i, arg in enumerate(self.serve_args):
+            require(isinstance(arg, str) and arg.strip() != "", f"serve_args[{i}]", arg, "a non-empty string")
 
 
 @dataclass

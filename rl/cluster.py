@@ -1,4 +1,5 @@
-"""Start the Ray roles (vLLM rollout engines, DeepSpeed trainer ranks, critic, reward model) and move weights between them.
+"""Start the Ray roles (vLLM rollout engines, DeepSpeed trainer ranks, critic, reward model, served LLM judges) and move
+weights between them.
 
 One role, one actor class, in the package that owns it (rollouts/engine.py, rl/trainer.py, rl/critic.py, rewards/rm.py);
 this file only places them (in the slots of one placement group, rl/placement.py) and wires them together. Generation
@@ -10,10 +11,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from rl.config import TrainConfig
 from rl.fault import get_all_or_raise
 from rl.hardware import Hardware
+from rl.judge_process import JudgeServers, point_judges_at_servers, start_judge_servers, wait_until_healthy
+from rl.judge_server import ServedJudge, served_judges
 from rl.placement import PlacementPlan, create_placement_group, plan_placement, slot_options
 from rollouts.engine import PromptSpec, SamplingSpec, make_engine_actor
 from rollouts.types import Sample
@@ -40,12 +44,14 @@ def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
              log_to_driver=True, configure_logging=False)
 
 
-def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True) -> PlacementPlan:
+def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True,
+                   judges: list[ServedJudge] = ()) -> PlacementPlan:
     r = cfg.resources
     return plan_placement(
         r.placement, cfg.rollout.n_engines, cfg.trainer.world_size if with_trainers else 0,
         with_trainers and cfg.algo.uses_critic, "rm" in cfg.reward.used_components, hardware.device == "cuda",
         r.engine_gpus, r.trainer_gpus, r.critic_gpus, cfg.reward.rm.num_gpus, str(r.engine_sleep).lower(),
+        tuple(j.gpus for j in judges),
     )
 
 
@@ -70,6 +76,7 @@ class Cluster:
     reward_model: object | None = None  # the RM scorer actor when the reward uses one
     placement_group: object | None = None
     engines_sleep: bool = False  # colocated on GPU: vLLM frees its memory while the trainer works
+    judge_servers: JudgeServers | None = None  # LLM judges served inside the run (judge.serve=true)
 
     def _all(self, refs: list, what: str) -> list:
         return get_all_or_raise(refs, self.step_timeout_s, what)
@@ -128,6 +135,8 @@ class Cluster:
 
         from ray.util.placement_group import remove_placement_group
 
+        if self.judge_servers is not None:
+            self.judge_servers.stop()
         for actor in self.engines + self._learners() + ([self.reward_model] if self.reward_model else []):
             ray.kill(actor)
         if self.placement_group is not None:
@@ -174,19 +183,40 @@ def sleep_kwargs(plan: PlacementPlan) -> dict:
     return {"enable_sleep_mode": True} if plan.engines_sleep else {}
 
 
-def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True) -> Cluster:
-    """Ray (local unless ray.address), the placement group, then the reward model, engines and (unless only
-    evaluating) trainer ranks and critic in their slots; returns once every actor is ready."""
-    import ray
-
-    from rl.trainer import make_trainer_actor
-
+def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True,
+                  log_dir: Path | None = None) -> Cluster:
+    """Ray (local unless ray.address), the placement group, then the served judges, reward model, engines and (unless
+    only evaluating) trainer ranks and critic in their slots; returns once every actor is ready and every served
+    judge answers (the judge configs then point at it). Judge server logs go to `log_dir` (the run folder)."""
     start = time.time()
-    plan = placement_plan(cfg, hardware, with_trainers)
+    judges = served_judges(cfg)
+    plan = placement_plan(cfg, hardware, with_trainers, judges)
     start_ray(cfg, plan)
     # A local cluster has all its resources at once: no point waiting long for bundles that cannot appear.
     wait_s = cfg.resources.placement_timeout_s if cfg.ray.address else min(cfg.resources.placement_timeout_s, 30.0)
     group = create_placement_group(plan, wait_s)
+    # The judges load while the engines and trainers start; they are waited for last.
+    servers = start_judge_servers(judges, plan.judges, group, hardware.device == "cuda", hardware.vllm_dtype, log_dir,
+                                  bind_local=cfg.ray.address is None) if judges else None
+    try:
+        cluster = _start_actors(cfg, hardware, plan, group, start)
+        if servers is not None:
+            wait_until_healthy(servers)
+            point_judges_at_servers(cfg, servers)
+    except BaseException:
+        if servers is not None:
+            servers.stop()
+        raise
+    cluster.judge_servers = servers
+    cluster.start_seconds = time.time() - start
+    return cluster
+
+
+def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, group, start: float) -> Cluster:
+    import ray
+
+    from rl.trainer import make_trainer_actor
+
     reward_model = None
     if plan.reward_model is not None:
         from rewards.rm import make_rm_actor

@@ -5,6 +5,7 @@
   so generation and training sit on separate cards (OpenRLHF's default layout).
 - colocated: bundle i is one whole GPU shared by engine i and trainer rank i (the critic and the reward model join
   bundle 0); vLLM sleeps while the trainer works, giving its weights and KV cache memory back (verl's hybrid engine).
+In both, a served LLM judge (`judge.serve=true`, rl/judge_server.py) gets a bundle of its own with its `serve_gpus`.
 
 The plan is a pure function of the config (tested without Ray); `create_placement_group` asks Ray for it and fails
 with the missing resources named instead of waiting forever. On CPU the bundles hold logical CPUs only (one per actor);
@@ -12,6 +13,7 @@ the layout is the same, so the same code path runs and is tested here.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 PLACEMENTS = ("split", "colocated")
@@ -35,6 +37,7 @@ class PlacementPlan:
     critic: Slot | None
     reward_model: Slot | None
     engines_sleep: bool  # vLLM sleeps during the update (colocated on GPU)
+    judges: tuple[Slot, ...] = ()  # one per served judge, in its own bundle
 
     @property
     def total_cpus(self) -> float:
@@ -47,8 +50,10 @@ class PlacementPlan:
 
 def plan_placement(mode: str, n_engines: int, world_size: int, with_critic: bool, with_reward_model: bool,
                    use_gpus: bool, engine_gpus: float = 1.0, trainer_gpus: float = 1.0, critic_gpus: float = 1.0,
-                   reward_model_gpus: float = 0.0, sleep: str = "auto") -> PlacementPlan:
-    """The bundles and each actor's slot. `sleep`: auto (colocated on GPU) | true | false."""
+                   reward_model_gpus: float = 0.0, sleep: str = "auto",
+                   judge_gpus: tuple[float, ...] = ()) -> PlacementPlan:
+    """The bundles and each actor's slot. `sleep`: auto (colocated on GPU) | true | false. `judge_gpus`: GPUs of
+    each served judge."""
     if mode not in PLACEMENTS:
         raise ValueError(f"resources.placement={mode!r}: expected one of {', '.join(PLACEMENTS)}")
     if sleep not in ("auto", "true", "false"):
@@ -58,9 +63,22 @@ def plan_placement(mode: str, n_engines: int, world_size: int, with_critic: bool
                          "(on CPU, or on separate GPUs, the engines free nothing the trainer could use)")
     engines_sleep = use_gpus and mode == "colocated" and sleep != "false"
     if mode == "split":
-        return _split(n_engines, world_size, with_critic, with_reward_model, use_gpus, engine_gpus, trainer_gpus,
+        plan = _split(n_engines, world_size, with_critic, with_reward_model, use_gpus, engine_gpus, trainer_gpus,
                       critic_gpus, reward_model_gpus)
-    return _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, engines_sleep)
+    else:
+        plan = _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, engines_sleep)
+    return _with_judges(plan, judge_gpus, use_gpus)
+
+
+def _with_judges(plan: PlacementPlan, judge_gpus: tuple[float, ...], use_gpus: bool) -> PlacementPlan:
+    """A bundle per served judge after the others, so it shares no whole card with the policy's actors (a fraction,
+    serve_gpus < 1, may land on a card another fractional bundle uses)."""
+    bundles, judges = list(plan.bundles), []
+    for gpus in judge_gpus:
+        gpus = gpus if use_gpus else 0.0
+        bundles.append({"CPU": 1.0, **({"GPU": gpus} if gpus else {})})
+        judges.append(Slot(len(bundles) - 1, 1.0, gpus))
+    return dataclasses.replace(plan, bundles=tuple(bundles), judges=tuple(judges))
 
 
 def _split(n_engines, world_size, with_critic, with_reward_model, use_gpus, engine_gpus, trainer_gpus, critic_gpus,

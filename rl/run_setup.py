@@ -58,7 +58,7 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     train_requests, eval_requests = split_requests(
         load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
     )
-    cluster = start_cluster(cfg, hardware)
+    cluster = start_cluster(cfg, hardware, log_dir=run_dir)  # before the reward: a served judge sets base_url
     reward = build_reward(cfg.reward, rm_scorer=cluster.reward_model)
     classifier = build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None
     logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])

@@ -108,5 +108,5 @@ class AFClassifierConfig:
         if self.setting not in SETTING_NAMES:
             raise ValueError(f"classifier.setting: expected one of {', '.join(SETTING_NAMES)}, got {self.setting!r}")
         if self.backend not in OFFLINE_AF_BACKENDS:
-            self.judge.validate()
+            self.judge.validate("classifier.judge")
         return self
