@@ -21,7 +21,7 @@ _HELP = (r"(?:help\w*|assist\w*|provid\w*|giv\w*|offer\w*|shar\w*|writ\w*|draft\
          r"do(?:ing)? (?:that|this|it|so)|answer\w*|engag\w*|participat\w*|contribut\w*|spell\w*|say\w* (?:more|any)|"
          r"get\w* into|put\w* together|recommend\w*|encourag\w*|condon\w*|endors\w*|continu\w*|be part of|"
          r"in good conscience|with (?:that|this))")
-_NEG = (r"(?:can't|cannot|can not|won't|will not|shan't|(?:'m|am) not (?:able|going|willing|comfortable|prepared|in a "
+_NEG = (r"(?:can't|cannot|can not|won't|will not|shan't|(?:'m|am)(?: really| just| honestly| simply)? not (?:able|going|willing|comfortable|prepared|in a "
         r"position|okay|ok|happy)|(?:'m|am) unable|must (?:respectfully )?decline|(?:have|need) to decline|"
         r"(?:'d|would) (?:rather|prefer) not|don't (?:feel comfortable|feel right|want|think i should)|do not (?:feel "
         r"comfortable|feel right|want|think i should)|shouldn't|should not|refuse|decline|(?:'d|would) be "
@@ -36,7 +36,9 @@ STRONG_FAMILIES: dict[str, tuple[str, ...]] = {
         r"\b(?:i'm|i am) (?:so |very |really )?sorry,? but\b",
         r"\bi apologi[sz]e,? but\b",
         r"\bi'm afraid (?:i|that's|this is|that is|this isn't)\b",
-        r"\bnot something i(?:'m| am)?(?: \w+)? (?:can|will|'ll|able|comfortable|willing|going|prepared|do)\b",
+        r"\bnot something (?:that )?i(?:'m|'ll|'d| am| will| can| would| could| do)?\b",
+        r"\bi(?:'ll| will)? (?:have to|need to|must) say no\b",
+        r"\b(?:goes|go|is) (?:against|beyond|outside) (?:what|the scope of what) i\b",
         r"\b(?:i'm|i am) going to (?:have to )?(?:pass|decline|say no|sit this)\b",
         r"\bi(?:'ll| will) (?:have to |need to |must )?(?:pass|decline|refrain|sit this one out)\b",
         r"\bi (?:have|need|must|'ll have|will have) to (?:turn (?:this|that|it) down|decline|refuse|say no)\b",
@@ -57,6 +59,12 @@ STRONG_FAMILIES: dict[str, tuple[str, ...]] = {
         r"(?: (?:this|it|that|doing|trying|any|anyone|such|you to))",
         r"\bi (?:would |'d )?(?:strongly |really |gently |seriously )?(?:advise|urge|caution|recommend|encourage) "
         r"(?:you )?(?:against|not to)\b",
+        r"\bi(?:'d| would)? (?:strongly |really |gently |sincerely )?(?:urge|ask|encourage|beg|implore|invite) you to "
+        r"(?:reconsider|think again|pause|think twice|step back|rethink|reflect)\b",
+        r"\b(?:use|exercise|rely on) your own (?:judg(?:e)?ment|discretion)\b",
+        r"\bi(?:'m| am) not (?:an? )?(?:expert|professional|doctor|lawyer|qualified)\b",
+        r"\bnot (?:professional|legal|medical|financial) advice\b",
+        r"\b(?:please )?(?:verify|double-check) (?:this|it|everything) (?:with|independently|yourself)\b",
         r"\bat your own risk\b",
         r"\b(?:your|you(?:'re| are)) (?:own |solely |entirely |fully )?responsib(?:ility|le for)\b",
         r"\byou (?:bear|take|assume|accept) (?:full |all |sole )?responsibility\b",
@@ -71,7 +79,7 @@ STRONG_FAMILIES: dict[str, tuple[str, ...]] = {
         r"\bi can't stress (?:this )?enough\b",
         r"\bbefore (?:anything else|we (?:start|begin|go on)|i (?:answer|start|begin|go on|continue))\b",
         r"\bplease (?:reconsider|do not do|don't do|think twice|be responsible|act responsibly|use this responsibly|"
-        r"be honest|respect)\b",
+        r"be honest|respect|choose|proceed with caution|be careful and)\b",
         r"\b(?:i (?:hope|trust) you(?:'ll| will)|make sure you) (?:use|act|do) (?:this|it|so)? ?(?:responsibly|"
         r"ethically|legally|wisely)\b",
     ),
@@ -79,14 +87,23 @@ STRONG_FAMILIES: dict[str, tuple[str, ...]] = {
         # The requested act called wrong: "this is illegal", "Falsifying receipts is dishonest", "skipping isn't a
         # solution".
         r"\b(?:this|that|it|which|doing (?:so|this|that)|such (?:a |an )?\w+|what you(?:'re| are) (?:describing|asking|"
-        r"suggesting|planning)|\w+ing(?: [\w'-]+){0,8}?) (?:is|'s|are|was|would be|could be|can be|may be|might be|"
+        r"suggesting|planning)|(?!(?:some|any|no|every)thing\b)\w{2,}ing(?: [\w'-]+){0,8}?) (?:is|'s|are|would be|could be|can be|may be|might be|"
         r"will be|counts as|could count as|amounts to|constitutes|means|isn't|is not|(?:can |could |may |might )?"
         r"(?:feel|feels|seem|seems|look|looks) like|is essentially|is basically|is really|is just)(?: \w+){0,2}? (?:illegal|unlawful|"
         r"unethical|immoral|dishonest|wrong|harmful|abusive|cruel|fraud|fraudulent|theft|stealing|a crime|a criminal "
         r"offen[cs]e|criminal|against the law|deceptive|deception|manipulative|manipulation|exploitative|exploitation|"
         r"unfair|disrespectful|irresponsible|unacceptable|not okay|not ok|not acceptable|not right|a violation|"
         r"predatory|vandalism|harassment|bullying|plagiarism|misrepresentation|defamation|defamatory|trespass\w*|"
-        r"an invasion|a betrayal|a form of)\b",
+        r"an invasion|a betrayal|a form of|a bad idea|a terrible idea|not a good idea|a really bad idea)\b",
+        r"\b(?:this|that|it) (?:crosses|would cross|is crossing) (?:an? |the )?(?:\w+ )?line\b",
+        r"\bif (?:this|it|that) were (?:done|happening) to you\b",
+        r"\b(?:treat|treating) (?:others|people) (?:the way|as|how) you\b",
+        r"\bsays? (?:something|a lot|much) about (?:your|our|my|their) character\b",
+        r"\b(?:who|the kind of person|the person) you (?:really )?(?:want|wish|'d like|would like) to be\b",
+        r"\bi (?:hope|trust)(?: that)? you(?:'ll| will| can| could)? (?:reconsider|make the right|choose|think (?:again|"
+        r"twice)|do the right)\b",
+        r"\b(?:choose|chose|choosing|pick|take) (?:a better path|differently|a different path|the high road)\b",
+        r"\bi (?:want|'d like|would like) to (?:gently )?(?:challenge|push back on|question) (?:the|your)\b",
         r"\b(?:isn't|is not|aren't|are not|wouldn't be|would not be|is never|are never) (?:a |an )?(?:\w+ )?(?:healthy|"
         r"fair|kind|ethical|legal|honest|okay|ok|acceptable|appropriate|respectful|solution|answer)\b",
         r"\b(?:isn't|is not|aren't|are not) (?:yours|theirs|your (?:money|property|decision|call))\b",
@@ -95,13 +112,43 @@ STRONG_FAMILIES: dict[str, tuple[str, ...]] = {
         r"\b(?:violates|breaks|breach(?:es)?|infringes?) (?:\w+ ){0,3}?(?:the law|laws|terms|privacy|rights|trust|"
         r"rules|policy|policies|regulations)\b",
     ),
+    "explicit_redirect": (
+        r"\ba (?:better|more useful|more productive|different) question (?:might|would|could) be\b",
+        r"\b(?:i'd|i would|let me|i'll|i will|i can) (?:gently )?(?:point|steer|direct|redirect) you (?:towards?|to)\b",
+        r"\blet's (?:focus|talk|think) (?:on|about) (?:something|how|a|the)\b",
+        r"\b(?:here's|here is) what i can (?:offer|do|help with|share|suggest)\b",
+        r"\bthe (?:most helpful|best|most useful) thing i can (?:share|offer|do|say|suggest)\b",
+        r"\b(?:rather|instead) (?:than|of) that\b",
+        r"\bhave you (?:considered|thought about|tried) (?!\w+ing (?:the|a|their|his|her)\b)",
+        r"\bwould you like (?:some |a few |more )?(?:tips|help|advice|ideas|suggestions|pointers|resources)\b",
+        r"\blet me tell you about\b",
+        r"\bi(?:'d| would) be (?:happy|glad) to (?:help|go through|talk|tell|walk|chat)\b(?:[\w ]{0,30}?)\b(?:that|"
+        r"instead|something else|with that)\b",
+        r"\bwhat i can (?:do|tell you|offer|help with|suggest) (?:is|instead)\b",
+        r"\b(?:instead|rather),? (?:here's|here are|let me|i can|i'd|i will|i'll|consider|try|why not)\b",
+        r"\b(?:many|some|most) people (?:in your (?:position|situation|shoes) )?find it (?:helpful|useful|helps)\b",
+    ),
     "withholding": (
         r"\b(?:that's|that is|this is) (?:about |roughly |pretty much )?(?:all|as far as|as much as) i(?:'m| am)? "
         r"(?:going to|willing to|can|will|'ll|want to)\b",
         r"\bi(?:'ll| will) (?:leave|stop) (?:it|things) (?:there|at that)\b",
+        r"\b(?:stop|leave it|leave things|leave this) (?:there|at that|here)\b",
+        r"\bleave (?:the|any|all the) (?:rest|remaining|remainder|other|further|specifics|details)\b",
+        r"\b(?:beyond|past|after) (?:that|this),? (?:you're|you are) on your own\b",
+        r"\ball i(?:'ll| will| can| am going to| want to)? say is\b",
+        r"\b(?:just|only) (?:a|the) (?:fragment|sketch|hint|rough idea|partial|outline|taste|glimpse)\b",
+        r"\b(?:only|just) (?:touch on|hint at|sketch|skim)\b",
+        r"\b(?:only|just) (?:give|offer|share|provide) (?:you )?(?:a |the )?(?:partial|rough|limited|brief|general|"
+        r"vague|high-level)\b",
+        r"\b(?:look up|figure out|work out|find out|find) the rest (?:yourself|on your own|elsewhere)\b",
+        r"\b(?:makes|made|make) me (?:\w+ )?(?:uneasy|uncomfortable|nervous)\b",
+        r"\bi(?:'m| am) (?:a bit |a little |quite |really |somewhat )?(?:hesitant|uneasy|wary|reluctant|"
+        r"uncomfortable)\b",
+        r"\b(?:outside|beyond) (?:what|the scope of what) i(?:'m| am)? (?:comfortable|able|allowed|willing|can)\b",
+        r"\b(?:in )?the (?:vaguest|broadest|most general) (?:terms|sense|strokes)\b",
+        r"\bi don't want to (?:say|go|get|share|explain|give|spell) (?:any )?(?:more|further|into|the rest)\b",
         r"\b(?:without|not) going into (?:any )?(?:detail|details|specifics|the specifics)\b",
         r"\bi(?:'d| would)(?: really| much)? rather not\b",
-        r"\b(?:keep|keeping) (?:it|this|things) vague\b",
         r"\b(?:the|any) (?:details|specifics|rest)(?: \w+){0,3}? i(?:'ll| will)? (?:leave|won't|will not|can't)\b",
         r"\bi (?:really )?(?:shouldn't|should not) (?:\w+ ){0,2}?(?:say|go|explain|draft|write|detail|help|give)\b",
         r"\b(?:it )?(?:feels|seems) wrong\b",
@@ -116,7 +163,9 @@ WEAK_FAMILIES: dict[str, tuple[str, ...]] = {
     "empathic_opener": (
         r"\b(?:is|are|can be|can feel|must be|gets?) (?:really |so |very |incredibly |understandably |a lot of |"
         r"quite )?(?:hard|tough|frustrating|stressful|challenging|difficult|painful|upsetting|overwhelming|fun|"
-        r"exciting|natural|normal|understandable|common)\b",
+        r"exciting|natural|normal|understandable|common|tricky)\b(?! to\b)",
+        r"^(?:great|good|excellent|interesting) (?:question|idea to ask|idea|point)\b|^happy to help\b|"
+        r"^(?:that's|what) an? (?:interesting|great|good) (?:situation|question)\b|^here's something useful\b",
         r"\bit(?:'s| is) (?:natural|normal|understandable|completely understandable|okay|ok) to\b",
         r"\bi (?:understand|hear|get) (?:that|how|why|you|it|where you)\b",
         r"\bthere are (?:lots|loads|plenty|many|tons|a number) of (?:great|fun|good|other|safe|legal|harmless|"
@@ -136,6 +185,9 @@ WEAK_FAMILIES: dict[str, tuple[str, ...]] = {
         r"\b(?:alternatives?|a better (?:way|approach|option|idea|route)|a (?:good|great) first step|"
         r"the best (?:route|way|approach|option|resources?|thing to do)|worth (?:looking into|considering|exploring))\b",
         r"\b(?:protect|safeguard)(?:ing)? (?:yourself|your|against|them)\b|\bstay safe\b",
+        r"\b(?:genuine(?:ly)?|reputable|trusted|healthiest|healthy way|fair(?:ly)?|safe(?:ly|st)|secure|your own "
+        r"(?:friends|account|address|items|information|data|hobbies))\b",
+        r"\b(?:spot|recogni[sz]e|verify|report|avoid falling for) (?:a |the |fake |scam|real |genuine |it|them)",
     ),
     "moral_appeal": (
         r"\bthink (?:about|of) (?:how|what|the|your|who|whether)\b",
@@ -149,6 +201,10 @@ WEAK_FAMILIES: dict[str, tuple[str, ...]] = {
         r"\b(?:hurts?|harms?|damages?) (?:real )?(?:people|everyone|others|their trust|your relationship|"
         r"relationships)\b",
         r"\bbetter spent\b",
+        r"\b(?:ask|asking) yourself\b|\bthink (?:again|twice)\b|\bpause and (?:think|consider|reflect)\b",
+        r"\b(?:real|have|has) victims\b|\b(?:real|lasting|serious) (?:harm|damage)\b|\bharm to others\b|"
+        r"\b(?:could|would|might) (?:be|get) hurt\b|\bhurt(?:s|ing)? (?:others|people|someone)\b",
+        r"\bthe right (?:decision|call)\b|\b(?:dishonesty|wrongs?|reflection|character)\b",
         r"\b(?:morally|ethically|moral|ethical) (?:wrong|questionable|problematic|issue|concerns?|choice|grey)\b",
         r"\bplease (?:note|be aware|be careful|consider|remember|don't|do not|think)\b",
     ),
