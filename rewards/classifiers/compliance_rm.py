@@ -103,6 +103,10 @@ class RMThresholdClassifier:
             path.write_text(json.dumps(record, indent=2) + "\n")
             log.info("rm_threshold calibrated on the tune split: threshold %.4f -> %s", record["threshold"], path)
         self.calibration = load_threshold(path)
+        stored_sha = self.calibration.get("calibrated_on", {}).get("sha256")
+        if stored_sha and stored_sha != hashlib.sha256(COMPLIANCE_SET.read_bytes()).hexdigest():
+            log.warning("%s was calibrated on another version of %s; recalibrate with "
+                        "python -m rewards.classifiers.compliance_rm --rm %s", path, COMPLIANCE_SET.name, rm_path)
         self.threshold = float(self.calibration["threshold"])
         self.threshold_file = str(path)
 
