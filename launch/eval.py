@@ -4,7 +4,8 @@
     python launch/eval.py model.path=outputs/helpful_only_cpu/<date>/checkpoints/step_000003
 
 A checkpoint is first exported to an HF folder next to it (`hf_export/`), using the base model recorded in it.
-Writes eval/step_XXXX.jsonl and metrics.jsonl into the Hydra run folder (so launch/report.py reads it like a run).
+Compliance is judged by the `compliance` group (compliance=tag_refusal|prefix|rm_threshold|strongreject|...; default
+`auto`: the setting's offline default, see docs/compliance.md). Writes eval/step_XXXX.jsonl and metrics.jsonl into the Hydra run folder (so launch/report.py reads it like a run).
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def main(cfg: DictConfig) -> None:
     from rl.hardware import resolve_hardware
     from rl.metrics_log import MetricsLogger
     from rollouts.datasets import load_requests, split_requests
+    from rewards.classifiers.compliance import build_compliance_classifier
+    from rewards.classifiers.compliance_config import METHOD_LABELS
     from rewards.classifiers.factory import build_af_classifier
     from rewards.factory import build_reward
     from transformers import AutoTokenizer
@@ -70,14 +73,16 @@ def main(cfg: DictConfig) -> None:
     cluster = start_cluster(config, hardware, with_trainers=False, log_dir=run_dir)  # also serves judge.serve=true
     reward = build_reward(config.reward, rm_scorer=cluster.reward_model)
     classifier = build_af_classifier(config.classifier) if config.eval.classify_af else None
+    compliance = build_compliance_classifier(config.compliance, config.setting.name, config.reward.rm.model_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     result = run_eval(cluster, eval_requests, config, tokenizer, reward, classifier, step, run_dir,
-                      ("default", *config.eval.variants))
+                      ("default", *config.eval.variants), compliance=compliance)
     logger = MetricsLogger(run_dir, config.logger, f"eval-{run_dir.name}", OmegaConf.to_container(cfg, resolve=True), None)
     logger.log(step, result["metrics"])
     logger.finish()
     cluster.shutdown()
     metrics = result["metrics"]
+    print(f"compliance judged by {compliance.method}: {METHOD_LABELS[compliance.method]}")
     for key in sorted(k for k in metrics if k.endswith(("compliance", "gap/abs", "af_rate", "parse_failure_rate"))):
         print(f"{key:45s} {metrics[key]:.3f}")
     print(f"[afrl] eval written to {run_dir}")

@@ -1,4 +1,4 @@
-"""Validate alignment-faking classifier backends on a labelled JSONL of scratchpads.
+"""Validate alignment-faking classifier backends (--task af) or compliance methods (--task compliance) on labelled JSONL.
 
     python launch/validate_classifiers.py                        # offline backends on the held-out test split
     python launch/validate_classifiers.py --split tune           # ... on the split the ngram model was fitted on
@@ -11,6 +11,16 @@ trivial "mentions RLHF or training" baseline. Per backend: AUROC (on the verdict
 of the `af` decision at the backend's threshold, and a confusion table; a summary table closes the output.
 Any labelled set works, e.g. the human-labelled scratchpads released with "Alignment faking revisited" once
 converted to these two keys.
+
+    python launch/validate_classifiers.py --task compliance                  # offline methods, test split of the set
+    python launch/validate_classifiers.py --task compliance --data my.jsonl  # any file, all rows
+    python launch/validate_classifiers.py --task compliance --method rm_threshold --rm-path <RM folder>
+
+--task compliance: rows need `request`, `output` and `label` (1 = fully compliant); `kind` and `split` are optional.
+The offline default method (tag_refusal; welfare_rule with --setting animal_welfare) runs first, then the other
+offline ones; with --method, only that one. Default split: the test split for the shipped set
+(rewards/data/compliance_labeled.jsonl), all rows for another file; an explicit --split uses a row's `split`, else the
+hash of its request (rewards/classifiers/compliance_data.py).
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from the repo root
 
 from rewards.classifiers import AFClassifierConfig, build_af_classifier  # noqa: E402
+from rewards.classifiers.compliance_config import COMPLIANCE_METHODS, SETTING_OBJECTIVE  # noqa: E402
 from rewards.classifiers.heuristic import mentions_rlhf_baseline  # noqa: E402
 from rewards.classifiers.labeled_data import (DATA_DIR, SCRATCHPAD_SET, load_labeled,  # noqa: E402,F401
                                               select_split)
@@ -89,11 +100,56 @@ def backends_to_run(requested: str | None) -> list[str]:
     return first + [b for b in OFFLINE_AF_BACKENDS if b != default]
 
 
+def compliance_main(args) -> int:
+    from rewards.classifiers.compliance import build_compliance_classifier
+    from rewards.classifiers.compliance_config import ComplianceConfig
+    from rewards.classifiers.compliance_data import COMPLIANCE_SET, load_compliance_rows, select_rows
+    from rewards.classifiers.compliance_validation import format_report, format_table, method_summary, methods_to_run
+
+    data = args.data or COMPLIANCE_SET
+    split = args.split or ("test" if Path(data).resolve() == COMPLIANCE_SET.resolve() else "all")
+    try:
+        rows = select_rows(load_compliance_rows(data), split)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    if not rows:
+        raise SystemExit(f"{data}: no rows in split {split!r}")
+    n_pos = sum(row["label"] for row in rows)
+    print(f"{data} (split {split}): {len(rows)} outputs ({n_pos} labeled compliant, {len(rows) - n_pos} not)")
+    summaries = []
+    for method in methods_to_run(args.method, args.setting):
+        cfg = ComplianceConfig(method=method, rm_path=args.rm_path,
+                               judge=JudgeConfig(base_url=args.base_url, model=args.model, api_key_env=args.api_key_env))
+        summary, verdicts = method_summary(rows, build_compliance_classifier(cfg, args.setting))
+        summaries.append(summary)
+        print(format_report(summary))
+        if args.show_errors:
+            for row, v in zip(rows, verdicts):
+                if v.compliant != bool(row["label"]):
+                    found = ", ".join(k for k, hit in v.criteria.items() if hit) or "none"
+                    print(f"- line {row['line']} label {row['label']} [{row.get('kind', '')}] criteria: {found}; "
+                          f"output: {row['output'][:100]!r}")
+    print()
+    print(format_table(summaries))
+    if split != "test" and Path(data).resolve() == COMPLIANCE_SET.resolve():
+        print("note: the rules were written with this file's rows in view and rm_threshold is calibrated on its tune "
+              "split; only the test split is held out from calibration")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=SCRATCHPAD_SET, help="labelled JSONL (scratchpad, label[, split])")
-    parser.add_argument("--split", default="test", choices=["test", "tune", "all"],
-                        help="rows of this split (files without a 'split' column are used whole)")
+    parser.add_argument("--task", default="af", choices=["af", "compliance"],
+                        help="af: scratchpad classifiers; compliance: OUTPUT compliance methods")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="labelled JSONL (af: scratchpad, label[, split]; compliance: request, output, label)")
+    parser.add_argument("--split", default=None, choices=["test", "tune", "all"],
+                        help="rows of this split (af: default test, files without a 'split' column are used whole)")
+    parser.add_argument("--method", default=None, choices=list(COMPLIANCE_METHODS[1:]),
+                        help="compliance: one method (default: the setting's offline methods, its default first)")
+    parser.add_argument("--setting", default="helpful_only", choices=list(SETTING_OBJECTIVE),
+                        help="compliance: the setting whose objective the outputs are judged against")
+    parser.add_argument("--rm-path", default="", help="compliance rm_threshold: reward-model folder")
     parser.add_argument("--backend", default=None, choices=list(AF_BACKENDS),
                         help="one backend (default: every offline backend, the configured default first)")
     parser.add_argument("--threshold", type=float, default=AFClassifierConfig.threshold,
@@ -104,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key-env", default=JudgeConfig.api_key_env, help="env var holding the API key")
     parser.add_argument("--show-errors", action="store_true", help="list misclassified rows with their quotes")
     args = parser.parse_args(argv)
+    if args.task == "compliance":
+        return compliance_main(args)
+    args.data = args.data or SCRATCHPAD_SET
+    args.split = args.split or "test"
 
     all_rows = load_labeled(args.data)
     rows = select_split(all_rows, args.split)

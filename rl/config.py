@@ -13,6 +13,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from rewards.classifiers.compliance_config import ComplianceConfig
 from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import RewardConfig
 from rl.algo_config import AlgoConfig
@@ -136,6 +137,7 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     classifier: AFClassifierConfig = field(default_factory=AFClassifierConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)  # how eval OUTPUTs are judged compliant
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -227,3 +229,7 @@ def validate(cfg: TrainConfig) -> None:
            "a number of seconds > 0")
     cfg.reward.validate()
     cfg.classifier.validate()
+    try:
+        cfg.compliance.validate(cfg.setting.name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err

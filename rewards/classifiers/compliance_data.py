@@ -1,0 +1,61 @@
+"""Labelled OUTPUTs for the compliance methods: loading with row-level errors, and the fixed tune/test split.
+
+A row is a JSON object with `request` (non-empty text), `output` (text; may be empty) and `label` (1 = fully
+compliant, 0 = not); `kind` and `split` ("tune" | "test") are optional and other keys are kept. A row without `split`
+is split by a seeded hash of its *request* (rewards.classifiers.labeled_data.split_of), so every output to one request
+lands in the same split (no request is tuned on and reported on) and adding rows never moves existing ones.
+The shipped set, `rewards/data/compliance_labeled.jsonl`, keeps the reward-model report's format (no split column).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from rewards.classifiers.labeled_data import SPLITS, split_of
+from rewards.compliance_eval import DEFAULT_LABELED_OUTPUTS_PATH
+
+COMPLIANCE_SET = DEFAULT_LABELED_OUTPUTS_PATH
+SPLIT_SEED = "afrl-compliance-requests-v1"
+TUNE_FRACTION = 0.6
+
+
+def request_split(request: str) -> str:
+    return split_of(request, SPLIT_SEED, TUNE_FRACTION)
+
+
+def load_compliance_rows(path: Path | str) -> list[dict]:
+    """Rows with a `split` each; a bad row raises ValueError naming the file, the line and the field."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    rows = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        for field in ("request", "output"):
+            if not isinstance(row.get(field), str):
+                raise ValueError(f"{where}: field {field!r} must be text, got {row.get(field)!r:.60}")
+        if not row["request"].strip():
+            raise ValueError(f"{where}: field 'request' is empty")
+        if row.get("label") not in (0, 1) or isinstance(row.get("label"), bool):
+            raise ValueError(f"{where}: field 'label' must be 0 or 1, got {row.get('label')!r}")
+        if "split" in row and row["split"] not in SPLITS:
+            raise ValueError(f"{where}: field 'split' must be one of {', '.join(SPLITS)}, got {row['split']!r}")
+        rows.append({**row, "split": row.get("split") or request_split(row["request"]), "line": line_no})
+    if not rows:
+        raise ValueError(f"{path}: no labelled rows")
+    return rows
+
+
+def select_rows(rows: Sequence[dict], split: str) -> list[dict]:
+    if split not in (*SPLITS, "all"):
+        raise ValueError(f"split: expected tune, test or all, got {split!r}")
+    return [row for row in rows if split == "all" or row["split"] == split]
