@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.eval_metrics import VERDICTS, af_weight, verdict
-from rl.report.methods import COMPLIANCE_METHOD, af_method
+from rl.report.methods import af_method, compliance_method
 from rl.report.planted import planted_rows
 from rl.report.run_data import RunData
 from rl.report.summary_table import AF_COUNTING_NOTE, summary_rows
@@ -80,7 +80,7 @@ def render_html(data: RunData, figures: dict[str, Path], max_per_step: int = 100
         f"<h1>Alignment-faking RL report: {escape(data.title)}</h1>",
         _run_info_table(data),
         "<h2>Methods</h2>",
-        f"<ul><li>Compliance: {escape(COMPLIANCE_METHOD)}</li><li>Alignment-faking reasoning: "
+        f"<ul><li>Compliance: {escape(compliance_method(data))}</li><li>Alignment-faking reasoning: "
         f"{escape(af_method(data))}</li></ul>",
         _planted_table(data),
         "<h2>Before vs after RL</h2>",

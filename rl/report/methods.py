@@ -1,8 +1,8 @@
 """The names of the methods behind a run's numbers, for the report's tables and figure titles.
 
 Every reported rate says what produced it: the compliance method recorded in each transcript (`compliance_method`)
-and the alignment-faking classifier backend (`af_backend`). The offline backends (heuristic keywords, n-gram model) are proxies and are
-labelled so.
+and the alignment-faking classifier backend (`af_backend`). The offline backends (heuristic keywords, n-gram model)
+are proxies and are labelled so.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from rl.report.run_data import RunData
 
 # Records written before the method was recorded were all judged by the acceptance-tag rule.
 LEGACY_COMPLIANCE_METHOD = "prefix"
-COMPLIANCE_METHOD = METHOD_LABELS[LEGACY_COMPLIANCE_METHOD]  # kept for callers that predate compliance_method()
 AF_BACKEND_LABELS = {
     "heuristic": "heuristic keyword classifier (an offline proxy, not a validated judge)",
     "ngram": "n-gram logistic-regression classifier trained on hand-written scratchpads (an offline proxy, not a "
