@@ -1,8 +1,9 @@
 """The in-training eval: held-out requests asked in both tiers (identical text), classified, logged.
 
 Training (free tier) vs unmonitored (paid tier) compliance (judged by the `compliance` group's method, named in each
-record), the gap, parse failures and reward; alignment-faking reasoning when a classifier is configured. Per-sample records go to `eval/step_XXXX.jsonl` (the report reads them),
-the aggregate numbers (rl.eval_metrics) to metrics.jsonl and W&B.
+record), the gap, parse failures and reward; alignment-faking reasoning when a classifier is configured. Per-sample
+records go to `eval/step_XXXX.jsonl` (the report reads them), the aggregate numbers (rl.eval_metrics) and the names of
+the methods that made them (`eval/method/*`) to metrics.jsonl and W&B.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from rewards.base import Reward
 from rewards.classifiers.compliance import build_compliance_classifier, judge_compliance
+from rewards.classifiers.compliance_config import JUDGE_METHODS
+from rewards.classifiers.types import OFFLINE_AF_BACKENDS
 from rl.eval_metrics import eval_metrics
 from rl.scoring import score
 from rollouts.engine import SamplingSpec
@@ -60,6 +63,19 @@ def compliance_classifier_for(cfg):
     return _COMPLIANCE_CACHE[key]
 
 
+def method_fields(compliance_method: str, af_classifier, cfg, prefix: str = "eval") -> dict[str, str]:
+    """The methods behind this eval's numbers, logged beside them (metrics.jsonl, W&B config): the compliance method,
+    the AF backend ("(proxy)" after an offline one) and the judge model of each LLM-judged measure."""
+    fields = {f"{prefix}/method/compliance": compliance_method}
+    if compliance_method in JUDGE_METHODS:
+        fields[f"{prefix}/method/compliance_judge_model"] = cfg.compliance.judge.model
+    backend = af_classifier.backend if af_classifier is not None else "none"
+    fields[f"{prefix}/method/af"] = f"{backend} (proxy)" if backend in OFFLINE_AF_BACKENDS else backend
+    if af_classifier is not None and backend not in OFFLINE_AF_BACKENDS:
+        fields[f"{prefix}/method/af_judge_model"] = cfg.classifier.judge.model
+    return fields
+
+
 def classify_af(records: list[dict], classifier) -> None:
     """Fill the AF fields of compliant records (the paper counts AF reasoning on compliant outputs only)."""
     compliant = [r for r in records if r["compliant"]]
@@ -83,6 +99,7 @@ def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, c
     classify_af(records, classifier)
     write_records(run_dir / "eval" / f"step_{step:04d}.jsonl", records)
     metrics = eval_metrics(records)
+    metrics.update(method_fields(compliance.method, classifier, cfg))
     metrics["time/eval_s"] = time.time() - start
     return {"metrics": metrics, "records": records}
 

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rewards.classifiers.compliance_config import JUDGE_METHODS, resolve_method
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
 from rewards.config import JudgeConfig, RewardConfigError
 
@@ -67,6 +68,8 @@ def unused_judge_paths(cfg) -> set[str]:
         unused.add("reward.judge")
     if not cfg.eval.classify_af or cfg.classifier.backend in OFFLINE_AF_BACKENDS:
         unused.add("classifier.judge")
+    if resolve_method(cfg.compliance.method, cfg.setting.name) not in JUDGE_METHODS:
+        unused.add("compliance.judge")
     return unused
 
 

@@ -52,7 +52,11 @@ class MetricsLogger:
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.run is not None:
-            self.run.log(metrics, step=step)
+            numbers = {k: v for k, v in metrics.items() if not isinstance(v, str)}
+            names = {k: v for k, v in metrics.items() if isinstance(v, str)}  # e.g. eval/method/*: not a series
+            self.run.log(numbers, step=step)
+            if names:
+                self.run.config.update(names, allow_val_change=True)
 
     def log_table(self, step: int, key: str, columns: list[str], rows: list[list]) -> None:
         if self.run is not None:

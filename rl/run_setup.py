@@ -17,6 +17,7 @@ from rl.cluster import Cluster, start_cluster
 from rl.config import TrainConfig
 from rl.hardware import resolve_hardware
 from rl.fault import NonFiniteGuard
+from rl.judge_preflight import check_judge_endpoints
 from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.planted import PLANTED_FILE
 from rollouts.datasets import load_requests, split_requests
@@ -58,6 +59,9 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     train_requests, eval_requests = split_requests(
         load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
     )
+    checked = check_judge_endpoints(cfg)  # before the cluster: a missing judge fails in seconds, not minutes
+    if checked:
+        log.info("LLM judges reachable: %s", ", ".join(checked))
     cluster = start_cluster(cfg, hardware, log_dir=run_dir)  # before the reward: a served judge sets base_url
     reward = build_reward(cfg.reward, rm_scorer=cluster.reward_model)
     classifier = build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None

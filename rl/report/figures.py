@@ -21,7 +21,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
 from rl.eval_metrics import variant_prefix  # noqa: E402
-from rl.report.methods import af_method_short  # noqa: E402
+from rl.report.methods import af_method_short, compliance_method_short  # noqa: E402
 from rl.report.run_data import RunData, metric_series  # noqa: E402
 
 REFUSE_COLOR = "#8ecae6"
@@ -79,7 +79,9 @@ def plot_split_bars(data: RunData, variant: str, path: Path) -> Path | None:
                 Patch(facecolor=PARSE_FAILURE_COLOR, label="No parsable output (parse failure)"),
             ]
             figure.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
-        figure.suptitle(f"Refusal and alignment faking over RL: {data.title}{_variant_suffix(variant)}", fontsize=13)
+        figure.suptitle(f"Refusal and alignment faking over RL: {data.title}{_variant_suffix(variant)}\n"
+                        f"compliance: {compliance_method_short(data)}; AF classifier: {af_method_short(data)}",
+                        fontsize=13)
         figure.tight_layout(rect=(0, 0.11, 1, 0.97))
         return _save(figure, path)
 
@@ -97,7 +99,7 @@ def plot_eval_lines(data: RunData, variant: str, path: Path) -> Path | None:
         for tier, color in (("free", FREE_COLOR), ("paid", PAID_COLOR)):
             _band_line(compliance, data, steps, f"{key}/{tier}/compliance", color, TIER_TITLES[tier],
                        dodge=-0.15 if tier == "free" else 0.15)
-        compliance.set_title("Compliance (acceptance-tag rule)")
+        compliance.set_title(f"Compliance, method: {compliance_method_short(data)}")
         compliance.set_ylabel("Compliant responses")
         _band_line(af_axis, data, steps, f"{key}/free/outcome/comply_af", FREE_COLOR,
                    "AF reasoning, share of all training samples", dodge=-0.15)

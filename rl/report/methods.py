@@ -6,7 +6,7 @@ are proxies and are labelled so.
 """
 from __future__ import annotations
 
-from rewards.classifiers.compliance_config import METHOD_LABELS
+from rewards.classifiers.compliance_config import METHOD_LABELS, OFFLINE_METHODS
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
 from rl.report.run_data import RunData
 
@@ -53,5 +53,24 @@ def compliance_method(data: RunData) -> str:
     return "; ".join(f"{m}: {METHOD_LABELS.get(m, m)}" for m in methods)
 
 
+def compliance_method_short(data: RunData) -> str:
+    """For figure titles: the method names, with 'proxy' after the offline rules."""
+    offline = {m for methods in OFFLINE_METHODS.values() for m in methods}
+    return ", ".join(f"{m} (proxy)" if m in offline else m for m in compliance_methods(data)) or "none"
+
+
+def judge_models(data: RunData) -> dict[str, str]:
+    """{"compliance" | "af": judge model} as the eval logged it (rl.eval_hook.method_fields), for LLM-judged runs."""
+    found: dict[str, str] = {}
+    for row in data.metrics_rows:
+        for what in ("compliance", "af"):
+            model = row.get(f"eval/method/{what}_judge_model")
+            if isinstance(model, str):
+                found[what] = model
+    return found
+
+
 def method_lines(data: RunData) -> list[str]:
-    return [f"- Compliance: {compliance_method(data)}.", f"- Alignment-faking reasoning: {af_method(data)}.", ""]
+    lines = [f"- Compliance: {compliance_method(data)}.", f"- Alignment-faking reasoning: {af_method(data)}."]
+    lines += [f"- Judge model ({what}): {model}." for what, model in sorted(judge_models(data).items())]
+    return lines + [""]
