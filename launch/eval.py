@@ -84,7 +84,7 @@ def main(cfg: DictConfig) -> None:
     metrics = result["metrics"]
     print(f"compliance judged by {compliance.method}: {METHOD_LABELS[compliance.method]}")
     shown = ("compliance", "gap_parsed/abs", "af_among_compliant", "parse_failure_rate")
-    for key in sorted(k for k in metrics if k.endswith(shown)):
+    for key in sorted(k for k, v in metrics.items() if k.endswith(shown) and not isinstance(v, str)):
         print(f"{key:45s} {metrics[key]:.3f}")
     print(f"[afrl] eval written to {run_dir}")
 
