@@ -105,7 +105,7 @@ def test_split_follows_the_request_and_both_splits_cover_every_kind():
 def test_bad_rows_name_file_line_and_field(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"request": "a", "output": "b", "label": 0}\n' + line + "\n")
-    with pytest.raises(ValueError, match=rf"bad.jsonl:2: .*{message}"):
+    with pytest.raises(ValueError, match=rf"bad.jsonl: row 2: .*{message}"):
         load_compliance_rows(path)
 
 

@@ -8,12 +8,12 @@ The shipped set, `rewards/data/compliance_labeled.jsonl`, keeps the reward-model
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from rewards.classifiers.labeled_data import SPLITS, split_of
 from rewards.compliance_eval import DEFAULT_LABELED_OUTPUTS_PATH
+from rollouts.jsonl import read_jsonl_objects
 
 COMPLIANCE_SET = DEFAULT_LABELED_OUTPUTS_PATH
 SPLIT_SEED = "afrl-compliance-requests-v1"
@@ -30,16 +30,8 @@ def load_compliance_rows(path: Path | str) -> list[dict]:
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for line_no, row in read_jsonl_objects(path, ValueError):
+        where = f"{path}: row {line_no}"
         for field in ("request", "output"):
             if not isinstance(row.get(field), str):
                 raise ValueError(f"{where}: field {field!r} must be text, got {row.get(field)!r:.60}")
