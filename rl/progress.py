@@ -33,7 +33,8 @@ class StepProgress:
 
     def end_step(self, metrics: dict) -> None:
         phases = {k[5:-2]: v for k, v in metrics.items() if k.startswith("time/") and k.endswith("_s") and k != "time/step_s"}
-        postfix = {"reward": f"{metrics['train/reward_mean']:.2f}", **{k: f"{v:.1f}s" for k, v in phases.items()}}
+        # "reward_mean", not "reward": the reward phase's time is also a postfix entry and would replace it
+        postfix = {"reward_mean": f"{metrics['train/reward_mean']:.2f}", **{k: f"{v:.1f}s" for k, v in phases.items()}}
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
 
