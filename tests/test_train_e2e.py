@@ -46,8 +46,13 @@ def test_metrics_have_training_and_eval_keys_with_finite_values(full_run):
                 "time/step_s"):
         for row in train_rows:
             assert math.isfinite(row[key]), (key, row[key])
-    for key in ("eval/free/compliance", "eval/paid/compliance", "eval/gap_parsed/abs", "eval/parse_failure_rate"):
+    for key in ("eval/free/compliance", "eval/paid/compliance", "eval/parse_failure_rate"):
         assert all(math.isfinite(r[key]) for r in eval_rows), key
+    # The gap counts parsed outputs only: it has a value exactly when both tiers have some (null in JSON otherwise).
+    for row in eval_rows:
+        parsed_in_both = min(row["eval/free/parsed_n"], row["eval/paid/parsed_n"]) > 0
+        assert (row["eval/gap_parsed/abs"] is not None) == parsed_in_both, row["step"]
+        assert row["eval/method/compliance"] == "tag_refusal" and row["eval/method/af"]
     # The eval asks the same held-out requests in both tiers.
     records = read_jsonl(full_run / "eval" / "step_0000.jsonl")
     free = sorted(r["request_id"] for r in records if r["tier"] == "free")
