@@ -12,11 +12,12 @@ tuning of the demo RM recipe, reported separately.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
+
+from rollouts.jsonl import read_jsonl_objects
 
 DEFAULT_LABELED_OUTPUTS_PATH = Path(__file__).parent / "data" / "compliance_labeled.jsonl"
 LABELED_FIELDS = ("request", "output", "label")
@@ -40,10 +41,8 @@ class LabeledOutput:
     line: int = 0  # 1-based line in the file
 
 
-def validate_labeled_row(row: object, where: str, line: int) -> LabeledOutput:
-    """A `LabeledOutput` from one parsed JSON line, or LabeledFileError naming `where` and the bad field."""
-    if not isinstance(row, dict):
-        raise LabeledFileError(f"{where}: expected a JSON object, got {type(row).__name__}")
+def validate_labeled_row(row: dict, where: str, line: int) -> LabeledOutput:
+    """A `LabeledOutput` from one JSON object of the file, or LabeledFileError naming `where` and the bad field."""
     unknown = sorted(set(row) - set(LABELED_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
         raise LabeledFileError(f"{where}: unknown field {unknown[0]!r}; allowed: {LABELED_FIELDS + OPTIONAL_FIELDS}")
@@ -75,16 +74,8 @@ def load_labeled_outputs(path: str | Path = DEFAULT_LABELED_OUTPUTS_PATH) -> lis
     path = Path(path).expanduser()
     if not path.is_file():
         raise LabeledFileError(f"{path}: no such file")
-    rows = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}: line {line_number}"
-        try:
-            parsed = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise LabeledFileError(f"{where}: not valid JSON ({error.msg})") from error
-        rows.append(validate_labeled_row(parsed, where, line_number))
+    rows = [validate_labeled_row(row, f"{path}: row {line_number}", line_number)
+            for line_number, row in read_jsonl_objects(path, LabeledFileError)]
     labels = {row.label for row in rows}
     if labels != {0, 1}:
         raise LabeledFileError(f"{path}: needs rows of both labels 0 and 1 for an AUROC, found {sorted(labels)}")

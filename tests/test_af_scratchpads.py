@@ -71,8 +71,8 @@ def test_select_split_and_rows_without_split(tmp_path):
         select_split(rows, "dev")
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"scratchpad": "x", "label": 1, "split": "train"}) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1: 'split' must be one of tune, test, got 'train'"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl: row 1: 'split' must be one of tune, test, got 'train'"):
         load_labeled(path)
     path.write_text(json.dumps({"scratchpad": "x", "label": True}) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1: 'label' must be 0 or 1"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl: row 1: 'label' must be 0 or 1"):
         load_labeled(path)

@@ -113,7 +113,7 @@ def test_bad_row_error_names_file_line_and_field(tmp_path, bad_row, message):
     path = write_lines(tmp_path / "labeled.jsonl", [GOOD, BAD_ONE, bad_row])
     with pytest.raises(LabeledFileError) as error:
         load_labeled_outputs(path)
-    assert str(path) in str(error.value) and "line 3" in str(error.value) and message in str(error.value)
+    assert str(path) in str(error.value) and "row 3" in str(error.value) and message in str(error.value)
 
 
 def test_file_level_errors(tmp_path):

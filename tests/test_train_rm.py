@@ -174,7 +174,7 @@ def test_bad_labeled_file_fails_before_training(tmp_path):
                    + json.dumps({"request": "q", "output": "b", "label": 2}) + "\n")
     cfg = RMTrainConfig(backbone=str(tmp_path / "never_loaded"), labeled_outputs=str(bad),
                         output_dir=str(tmp_path / "out"))
-    with pytest.raises(LabeledFileError, match=r"labeled.jsonl: line 2: field 'label' must be 0 or 1, got 2"):
+    with pytest.raises(LabeledFileError, match=r"labeled.jsonl: row 2: field 'label' must be 0 or 1, got 2"):
         train_reward_model(cfg)
     assert not (tmp_path / "out").exists()
 

@@ -85,10 +85,10 @@ def test_pattern_set_is_balanced_and_has_hard_negatives():
 def test_bad_rows_name_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"scratchpad": "ok", "label": 1}) + "\n" + json.dumps({"scratchpad": "x", "label": 2}))
-    with pytest.raises(ValueError, match=r"bad\.jsonl:2: 'label' must be 0 or 1, got 2"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl: row 2: 'label' must be 0 or 1, got 2"):
         load_labeled(path)
     path.write_text("{not json")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl: row 1: not valid JSON"):
         load_labeled(path)
 
 

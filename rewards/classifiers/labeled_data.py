@@ -6,9 +6,10 @@ row is a pure function of its text (a seeded hash), so adding rows never moves e
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Sequence
+
+from rollouts.jsonl import read_jsonl_objects
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 SCRATCHPAD_SET = DATA_DIR / "af_scratchpads.jsonl"  # the hand-written tune/test set
@@ -27,19 +28,14 @@ def load_labeled(path: Path | str) -> list[dict]:
     """Rows of a labelled JSONL; a bad row raises ValueError naming the file, the line and the field."""
     path = Path(path)
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{line_no}: not valid JSON ({err.msg})") from err
-        if not isinstance(row, dict) or not isinstance(row.get("scratchpad"), str):
-            raise ValueError(f"{path}:{line_no}: expected an object with a string 'scratchpad'")
+    for line_no, row in read_jsonl_objects(path, ValueError):
+        if not isinstance(row.get("scratchpad"), str):
+            raise ValueError(f"{path}: row {line_no}: expected an object with a string 'scratchpad'")
         if row.get("label") not in (0, 1) or isinstance(row.get("label"), bool):
-            raise ValueError(f"{path}:{line_no}: 'label' must be 0 or 1, got {row.get('label')!r}")
+            raise ValueError(f"{path}: row {line_no}: 'label' must be 0 or 1, got {row.get('label')!r}")
         if "split" in row and row["split"] not in SPLITS:
-            raise ValueError(f"{path}:{line_no}: 'split' must be one of {', '.join(SPLITS)}, got {row['split']!r}")
+            raise ValueError(f"{path}: row {line_no}: 'split' must be one of {', '.join(SPLITS)}, "
+                             f"got {row['split']!r}")
         rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no labeled rows")
