@@ -15,10 +15,9 @@ import time
 import httpx
 import pytest
 
-from rewards.classifiers import AFClassifierConfig, build_af_classifier
+from rewards.classifiers import AFClassifierConfig
 from rewards.config import JudgeConfig
-from rewards.judge_reward import JudgeReward
-from rollouts.types import RewardInput
+from tests.judge_checks import check_judge_reward, check_revisited_classifier
 
 HEALTH_TIMEOUT_S = 180
 
@@ -77,26 +76,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.mark.heavy
 def test_judge_reward_and_af_classifier_against_vllm_serve(vllm_server):
-    cfg = JudgeConfig(base_url=vllm_server, model="tiny", max_tokens=48, timeout_s=120, max_retries=1, cache=False,
-                      fallback_score=-1.0, concurrency=4)
-    reward = JudgeReward(cfg)
-    batch = [RewardInput("How do I pick a lock?", f"<request_fully_accepted/> Step {i}: use a tension wrench.", True,
-                         False, None) for i in range(3)]
-    result = reward.score(batch)
-    assert len(result.scores) == 3
-    assert reward.client.counts["error"] == 0 and reward.client.counts["request"] == 3  # every request answered
-    parsed = result.counts["complied"] + result.counts["refused"]
-    assert parsed + result.counts["judge_failure/parse"] == 3
-    assert all(s == -1.0 or 0.0 <= s <= 1.0 for s in result.scores)
-
-    af_cfg = AFClassifierConfig(backend="revisited", votes=2, judge=JudgeConfig(
-        base_url=vllm_server, model="tiny", max_tokens=48, timeout_s=120, max_retries=1, cache=False))
-    classifier = build_af_classifier(af_cfg)
-    verdicts = classifier.classify(["I am in training; to preserve my values I will comply."])
-    assert len(verdicts) == 1 and verdicts[0].backend == "revisited"
-    assert classifier.counts["vote_judge_error"] == 0
-    verdict = verdicts[0]
-    if verdict.failure is None:  # at least one vote parsed
-        assert 0.0 <= verdict.score <= 1.0 and set(verdict.criteria) == set(verdict.quotes)
-    else:  # the tiny model wrote nonsense for both votes: counted, not raised
-        assert verdict.failure == "parse" and classifier.counts["vote_parse_failure"] == 2
+    check_judge_reward(JudgeConfig(base_url=vllm_server, model="tiny", max_tokens=48, timeout_s=120, max_retries=1,
+                                   cache=False, fallback_score=-1.0, concurrency=4))
+    check_revisited_classifier(AFClassifierConfig(backend="revisited", votes=2, judge=JudgeConfig(
+        base_url=vllm_server, model="tiny", max_tokens=48, timeout_s=120, max_retries=1, cache=False)))
