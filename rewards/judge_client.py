@@ -40,6 +40,12 @@ def cache_key(model: str, messages: Sequence[dict], temperature: float, sample_i
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def auth_headers(cfg: JudgeConfig) -> dict[str, str]:
+    """The bearer header with the key read from the environment variable the config names (none when unset)."""
+    key = os.environ.get(cfg.api_key_env)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class JudgeClient:
     """`chat_many(list of message lists) -> list[JudgeReply]`; `counts` accumulates requests/retries/errors/cache hits."""
 
@@ -74,8 +80,7 @@ class JudgeClient:
                     f.write(json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n")
 
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.cfg.api_key_env)
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        return auth_headers(self.cfg)
 
     async def _post_once(self, http: httpx.AsyncClient, payload: dict) -> tuple[str | None, str | None, bool]:
         """(text, error, retryable) for one attempt."""

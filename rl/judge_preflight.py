@@ -7,11 +7,10 @@ before the cluster starts.
 """
 from __future__ import annotations
 
-import os
-
 import httpx
 
 from rewards.config import JudgeConfig
+from rewards.judge_client import auth_headers
 from rl.judge_server import judge_configs, unused_judge_paths
 
 OFFLINE_HINT = ("or choose an offline proxy explicitly (classifier=ngram or classifier=heuristic for alignment-faking "
@@ -31,12 +30,10 @@ def external_judges(cfg) -> list[tuple[str, JudgeConfig]]:
 def probe_judge(path: str, judge: JudgeConfig, timeout_s: float = 5.0) -> None:
     """Raise JudgeUnreachableError naming `path` unless the endpoint lists its models with the configured key."""
     url = f"{judge.base_url.rstrip('/')}/models"
-    key = os.environ.get(judge.api_key_env)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     fixes = (f"start an OpenAI-compatible server there, set {path}.base_url=..., or let the run serve an open model "
              f"({path}.serve=true {path}.model=<HF model>), {OFFLINE_HINT}")
     try:
-        response = httpx.get(url, headers=headers, timeout=timeout_s)
+        response = httpx.get(url, headers=auth_headers(judge), timeout=timeout_s)
     except httpx.HTTPError as error:
         raise JudgeUnreachableError(f"{path}.base_url={judge.base_url}: no judge answers ({type(error).__name__}: "
                                     f"{error}). This run needs an LLM judge: {fixes}") from None
