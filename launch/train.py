@@ -1,8 +1,10 @@
 """afrl's Hydra entry point: `python launch/train.py +exp=helpful_only [key=value ...]`.
 
 Composes conf/ into the typed TrainConfig (rl/config.py), validates it, and runs the RL loop (rl/loop.py).
-Sweeps: `python launch/train.py -m +exp=helpful_only algo.kl_coef=0,0.05 seed=1,2`. Resume: `resume=true` (newest run
-of the experiment) or `resume=PATH` (a run folder or checkpoint).
+Sweeps: `python launch/train.py -m +exp=helpful_only algo.kl_coef=0,0.05 seed=1,2`. Resume: relaunch the same command
+(`resume=auto`, the default, continues the run folder's checkpoint), `resume=true` (newest run of the experiment) or
+`resume=PATH` (a run folder or checkpoint); rl/resume.py. SIGTERM/SIGUSR1/SIGUSR2 stop the run after the current step
+with a checkpoint and exit status 75 (rl/preemption.py).
 """
 from __future__ import annotations
 
@@ -22,9 +24,12 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from rl import preemption  # noqa: E402
 from rl.config import load_config, register_schema  # noqa: E402
+from rl.run_log import log_failure_to_files, log_to_file  # noqa: E402
 
 register_schema()
+log = logging.getLogger("afrl")
 
 
 def sweep_group(exp_name: str) -> str | None:
@@ -47,12 +52,36 @@ def sft_first(config) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    logging.getLogger("afrl").setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
+    preemption.install()  # before Ray or any other child process starts: they inherit the blocked USR1/USR2
+    try:
+        run(cfg)
+    except preemption.Preempted as stop:
+        log.warning("%s; exit status %d: relaunch the same command to continue (resume=auto)", stop,
+                    preemption.PREEMPTED_EXIT_CODE)
+        preemption.chain_previous_handler()  # under hydra-submitit-launcher: submitit requeues the job
+        raise
+    except BaseException as error:  # the traceback goes to the run folder's train.log, not only to the terminal
+        log_failure_to_files(error)
+        raise
+
+
+def run(cfg: DictConfig) -> None:
+    from rl.resume import plan_resume, target_run_dir
+    from rl.run_lock import RunLock
+
     if cfg.logger.group is None:
         cfg.logger.group = sweep_group(cfg.exp_name)
-    config = load_config(cfg)
-    run_dir = Path(config.run_dir or HydraConfig.get().runtime.output_dir).resolve()
+    run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    log_to_file(run_dir)  # Hydra's own train.log is elsewhere when a sweep job sets run_dir
+    config = load_config(cfg)
+    target = target_run_dir(config.resume, run_dir, config.exp_name)  # where a resume writes: its checkpoint's run
+    log_to_file(target)
+    lock = None if config.dry_run else RunLock(target).acquire()
+    plan = plan_resume(config.resume, run_dir, config.exp_name)  # under the lock: no writer adds checkpoints now
+    if plan.checkpoint is not None:
+        config.resume = str(plan.checkpoint)  # set-up resumes exactly this one
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     if config.sft is not None and not config.dry_run:
         config_dict["model"]["path"] = config.model.path = sft_first(config)
@@ -60,12 +89,30 @@ def main(cfg: DictConfig) -> None:
             "overrides": list(HydraConfig.get().overrides.task)}
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
     if config.dry_run:
-        print(f"[afrl] dry run: config valid, run folder {run_dir}")
+        print(f"[afrl] dry run: config valid, run folder {plan.run_dir}; {plan.message}")
+        return
+    if already_complete(plan.checkpoint, config.total_steps):
+        print(f"[afrl] run already complete: {plan.checkpoint} is step {config.total_steps} or later (raise "
+              "total_steps to continue it)")
         return
     from rl.loop import train
 
-    final_dir = train(config, run_dir, config_dict)
+    try:
+        final_dir = train(config, plan.run_dir, config_dict)
+    finally:
+        lock.release()
     print(f"[afrl] run finished: {final_dir}")
+
+
+def already_complete(checkpoint: Path | None, total_steps: int) -> bool:
+    """A checkpoint at or past total_steps whose eval is not pending: relaunching a finished job does nothing."""
+    if checkpoint is None:
+        return False
+    from rl.checkpoint import COMPLETE, load_driver_state
+
+    if int((checkpoint / COMPLETE).read_text().strip()) < total_steps:
+        return False
+    return not load_driver_state(checkpoint).get("eval_pending")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ id, driver RNG states, resolved config), `manifest.json` (every other file's rel
 
 Why a checkpoint is never half-written: everything goes into `.tmp-step_N/`, which is renamed into place only after
 the manifest and COMPLETE are written; `latest` is replaced atomically after that. A writer killed at any point leaves
-the previous checkpoint and `latest` untouched (the stale `.tmp-*` folder is removed by the next save).
+the previous checkpoint and `latest` untouched (the stale `.tmp-*` folder is removed by the next save; a save that
+fails removes its own).
 
 Two levels of checking, because hashing is slow for multi-GB checkpoints (sha256 reads every byte, ~1 GB/s per core):
 - `latest_checkpoint` (every resume) checks that each manifest file exists with its recorded size: this catches
@@ -16,9 +17,10 @@ Two levels of checking, because hashing is slow for multi-GB checkpoints (sha256
 The manifest is computed by the driver, so on several nodes the checkpoint folder must be on a shared filesystem (it
 already must be, for a resume on other nodes).
 
-Resume rules (`check_resume_compatible`): a resume is refused when the saved resolved config differs from the current
-one in a field that changes the run; fields that only change how long, where or how fast it runs are allowed. Any field
-not listed in RUN_INVARIANT_KEYS counts as run-changing, so a new config field is safe by default.
+Which checkpoint a run starts from: rl/resume.py. Resume rules (`check_resume_compatible`): a resume is refused when
+the saved resolved config differs from the current one in a field that changes the run; fields that only change how
+long, where or how fast it runs are allowed. Any field not listed in RUN_INVARIANT_KEYS counts as run-changing, so a
+new config field is safe by default.
 """
 from __future__ import annotations
 
@@ -87,22 +89,27 @@ def restore_driver_rng(state: dict) -> None:
 # ---- writing ---------------------------------------------------------------------------------------------------------
 def save_checkpoint(run_dir: Path, step: int, driver_state: dict, save_ranks: Callable[[str], None], keep_last: int) -> Path:
     """`save_ranks(tmp_dir)` makes every trainer rank (and the critic) write its part; then the driver state, the
-    manifest and COMPLETE are added and the folder is renamed into place. Returns the final folder."""
+    manifest and COMPLETE are added and the folder is renamed into place. Returns the final folder. A save that fails
+    removes its temp folder before the error goes on."""
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".tmp-{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a write that was killed
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"  # the pid: a writer only ever removes its own or a dead one's
+    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_ranks(str(tmp))
-    torch.save({**driver_state, "step": step, "rng": driver_rng_state()}, tmp / "driver_state.pt")
-    write_manifest(tmp)
-    _write_synced(tmp / COMPLETE, f"{step}\n")
-    _fsync_dir(tmp)
+    try:
+        save_ranks(str(tmp))
+        torch.save({**driver_state, "step": step, "rng": driver_rng_state()}, tmp / "driver_state.pt")
+        write_manifest(tmp)
+        _write_synced(tmp / COMPLETE, f"{step}\n")
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     # Move an existing folder of the same step aside instead of deleting it first, so no instant lacks both.
-    displaced = root / f".old-{final.name}"
+    displaced = root / f".old-{final.name}-{os.getpid()}"
     if final.exists():
         shutil.rmtree(displaced, ignore_errors=True)
         os.replace(final, displaced)
@@ -135,17 +142,37 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _prune(root: Path, step: int, keep_last: int) -> None:
-    """Keep the newest `keep_last` complete checkpoints up to `step`; drop stale temp folders.
+def _writer_gone(folder: Path) -> bool:
+    """A `.tmp-step_N-<pid>` / `.old-step_N-<pid>` folder whose writer is this process or no longer runs here (the run
+    folder's lock, rl/run_lock.py, rules out a live writer on another host)."""
+    pid = folder.name.rsplit("-", 1)[-1]
+    if not pid.isdigit():
+        return True  # written before temp folders carried their writer's pid
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
-    A checkpoint newer than `step` belongs to a timeline that was abandoned by resuming from an earlier checkpoint; it
-    is removed so that `latest_checkpoint` can never fall back to it.
+
+def _prune(root: Path, step: int, keep_last: int) -> None:
+    """Keep the newest `keep_last` complete checkpoints up to `step`; drop temp folders of writers that are gone.
+
+    A checkpoint newer than `step` belongs to a timeline that was abandoned by resuming from an earlier checkpoint
+    (only an explicit resume=<older checkpoint> does that: a fresh run in a folder with checkpoints is refused); it is
+    removed, with a warning, so that `latest_checkpoint` can never fall back to it.
     """
     for stale in list(root.glob(".tmp-step_*")) + list(root.glob(".old-step_*")):
-        shutil.rmtree(stale, ignore_errors=True)
+        if _writer_gone(stale):
+            shutil.rmtree(stale, ignore_errors=True)
     steps = sorted(p for p in root.glob("step_*") if p.is_dir())
     for abandoned in (p for p in steps if _step_of(p) > step):
-        log.warning("removing checkpoint %s: newer than step %d, from a run that was resumed earlier", abandoned, step)
+        log.warning("removing checkpoint %s: newer than step %d, from the timeline abandoned by resuming from an "
+                    "earlier checkpoint", abandoned, step)
         shutil.rmtree(abandoned, ignore_errors=True)
     complete = [p for p in steps if _step_of(p) <= step and (p / COMPLETE).exists()]
     for old in complete[:-keep_last]:
@@ -260,35 +287,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_driver_state(checkpoint: Path) -> dict:
     return torch.load(Path(checkpoint) / "driver_state.pt", weights_only=False)
-
-
-def resolve_resume(resume: str | None, exp_name: str, outputs_root: Path) -> tuple[Path | None, str]:
-    """Map the `resume` setting to a checkpoint folder (or None) and a sentence for the log.
-
-    None/false: fresh. true: the newest checkpoint among the runs of `exp_name` under `outputs_root`. A path: a run
-    folder (its latest checkpoint) or a checkpoint folder (which must pass the size check).
-    """
-    value = "" if resume is None else str(resume).strip()
-    if value.lower() in ("", "false", "none", "0"):
-        return None, "starting a fresh run"
-    if value.lower() == "true":
-        runs = [p.parent.parent for p in Path(outputs_root, exp_name).glob("*/checkpoints/latest")]
-        found = [c for c in (latest_checkpoint(r) for r in runs) if c is not None]
-        if not found:
-            return None, f"resume=true but no checkpoint found under {Path(outputs_root, exp_name)}: starting fresh"
-        newest = max(found, key=lambda c: (c / COMPLETE).stat().st_mtime)
-        return newest, f"resuming from {newest}"
-    path = Path(value).expanduser()
-    if (path / COMPLETE).exists():
-        verify_checkpoint(path, hashes=False)  # an explicitly named checkpoint is an error when damaged, not a skip
-        return path, f"resuming from {path}"
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is not None:
-            return found, f"resuming from {found}"
-    raise FileNotFoundError(
-        f"resume={value!r}: no usable checkpoint there (expected a run folder or a step_* folder with {COMPLETE})"
-    )
 
 
 def run_dir_of(checkpoint: Path) -> Path:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rl.actor_ready import wait_until_ready
 from rl.config import TrainConfig
 from rl.fault import get_all_or_raise
 from rl.hardware import Hardware
@@ -192,8 +193,10 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
     judges = served_judges(cfg)
     plan = placement_plan(cfg, hardware, with_trainers, judges)
     start_ray(cfg, plan)
-    # A local cluster has all its resources at once: no point waiting long for bundles that cannot appear.
-    wait_s = cfg.resources.placement_timeout_s if cfg.ray.address else min(cfg.resources.placement_timeout_s, 30.0)
+    # A local cluster has all its resources at once: no point waiting long for bundles that cannot appear, but a busy
+    # machine registers them slowly, so the wait grows with the bundles asked for.
+    local_s = 60.0 + 15.0 * len(plan.bundles)
+    wait_s = cfg.resources.placement_timeout_s if cfg.ray.address else min(cfg.resources.placement_timeout_s, local_s)
     group = create_placement_group(plan, wait_s)
     # The judges load while the engines and trainers start; they are waited for last.
     servers = start_judge_servers(judges, plan.judges, group, hardware.device == "cuda", hardware.vllm_dtype, log_dir,
@@ -252,7 +255,8 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
             hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.algo.critic_lr,
         )
-    actors = engines + trainers + ([critic] if critic is not None else [])
-    get_all_or_raise([a.ready.remote() for a in actors], cfg.fault.step_timeout_s, "starting the engines and trainers")
+    named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
+             **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {})}
+    wait_until_ready(named, cfg.fault.step_timeout_s)  # loading a large model takes minutes: the step deadline
     return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic, reward_model, group,
                    plan.engines_sleep)

@@ -98,7 +98,8 @@ class HardwareConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = 0  # steps between checkpoints (0 = only at the end)
+    every: int = 0  # steps between checkpoints (0 = none by step count)
+    every_minutes: float = 30.0  # also checkpoint after a step when this long has passed since the last one (0 = off)
     keep_last: int = 2
     at_end: bool = True
 
@@ -120,7 +121,8 @@ class ResourcesConfig:
     trainer_gpus: float = 1.0  # split: GPUs per DeepSpeed rank
     critic_gpus: float = 1.0  # split: GPUs for the critic
     engine_sleep: str = "auto"  # auto = sleep when colocated on GPU | true | false
-    placement_timeout_s: float = 600.0  # waiting for Ray to reserve the bundles on ray.address (autoscaling); 30 s max locally
+    # waiting for Ray to reserve the bundles on ray.address (autoscaling); locally at most 60 s + 15 s per bundle
+    placement_timeout_s: float = 600.0
 
 
 @dataclass
@@ -128,7 +130,9 @@ class TrainConfig:
     exp_name: str = "default"
     seed: int = 0
     total_steps: int = 10
-    resume: Optional[str] = None  # None/false = fresh; true = latest run of this exp_name; PATH = that run or checkpoint
+    # auto = continue this run folder's checkpoint if it has one, else fresh; false = fresh (refused over checkpoints);
+    # true = newest run of exp_name under outputs/ and multirun/; PATH = that run folder or checkpoint (rl/resume.py)
+    resume: Optional[str] = "auto"
     run_dir: Optional[str] = None  # None = Hydra's output dir
     dry_run: bool = False  # compose, validate and write run_info.json, then stop (check a sweep before launching it)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -159,7 +163,10 @@ class TrainConfig:
 def register_schema() -> None:
     from hydra.core.config_store import ConfigStore
 
+    from rl.run_folder import register_resolver
+
     ConfigStore.instance().store(name="afrl_schema", node=TrainConfig)
+    register_resolver()  # conf/config.yaml's hydra.run.dir
 
 
 def load_config(cfg: DictConfig) -> TrainConfig:
@@ -171,6 +178,14 @@ def load_config(cfg: DictConfig) -> TrainConfig:
 
 def model_path_is_local(path: str) -> bool:
     return path.startswith(("/", ".", "~")) or Path(path).exists() or path.count("/") != 1
+
+
+def _check_resume(resume: Optional[str]) -> None:
+    from rl.resume import resume_kind
+
+    if resume_kind(resume) == "path" and not Path(str(resume).strip()).expanduser().exists():
+        raise ConfigError(f"resume: no run folder or checkpoint at {resume!r} (expected auto | true | false | the path "
+                          "of a run folder or of a checkpoints/step_* folder)")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -219,6 +234,8 @@ def validate(cfg: TrainConfig) -> None:
            "auto | float32 | bfloat16")
     _check(cfg.ckpt.every >= 0, "ckpt.every", cfg.ckpt.every, "an int >= 0")
     _check(cfg.ckpt.keep_last >= 1, "ckpt.keep_last", cfg.ckpt.keep_last, "an int >= 1")
+    _check(cfg.ckpt.every_minutes >= 0, "ckpt.every_minutes", cfg.ckpt.every_minutes, "a number of minutes >= 0")
+    _check_resume(cfg.resume)
     for key in ("engine_gpus", "trainer_gpus", "critic_gpus"):
         value = getattr(cfg.resources, key)
         _check(0 < value <= 8, f"resources.{key}", value, "a number of GPUs in (0, 8] (fractions share a GPU)")

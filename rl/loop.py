@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import torch
 
 from rl import checkpoint as ckpt
+from rl import preemption
 from rl.advantages import group_advantages, rloo_advantages
 from rl.losses import masked_mean
 from rl.ppo import gae_advantages
@@ -26,7 +28,6 @@ from rl.config import TrainConfig
 from rl.data_order import data_cursor, step_indices
 from rl.eval_hook import TABLE_COLUMNS, run_eval, table_rows
 from rl.fault import RestartPolicy, run_with_restarts
-from rl.metrics_log import truncate_jsonl
 from rl.progress import StepProgress
 from rl.run_setup import Run, setup_run
 from rl.scoring import score
@@ -110,17 +111,14 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
 
 
 def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
-    """Run the loop; if an actor dies or hangs, restart from the run's last checkpoint (up to fault.max_restarts)."""
+    """Run the loop; if an actor dies or hangs, restart from the run's last checkpoint (up to fault.max_restarts).
+    A stop requested by a signal (rl/preemption.py) raises Preempted once its checkpoint is written."""
     where = {"run_dir": run_dir}
 
     def attempt(number: int) -> Path:
         if number > 0:
             log.warning("restart %d of %d from %s", number, cfg.fault.max_restarts, where["run_dir"])
-            has_checkpoint = ckpt.latest_checkpoint(where["run_dir"]) is not None
-            cfg.resume = str(where["run_dir"]) if has_checkpoint else None
-            if not has_checkpoint:  # nothing to resume: start over, dropping the partial history
-                for name in ("metrics.jsonl", "data_order.jsonl"):
-                    truncate_jsonl(where["run_dir"] / name, -1)
+            cfg.resume = "auto"  # the run folder's last checkpoint, or a fresh start that drops the partial history
         return train_once(cfg, where, config_dict)
 
     return run_with_restarts(attempt, RestartPolicy(cfg.fault.max_restarts), cleanup=shutdown_actors)
@@ -129,21 +127,44 @@ def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
 def train_once(cfg: TrainConfig, where: dict, config_dict: dict) -> Path:
     run = setup_run(cfg, where["run_dir"], config_dict)
     where["run_dir"] = run.run_dir
+    preemption.reassert()  # ray.init put its own SIGTERM handler in place of ours
     if run.first_step == 1:
         maybe_eval(run, 0)
+    elif run.eval_pending:  # the eval of the last step was skipped by a preemption: the same weights, run it now
+        maybe_eval(run, run.first_step - 1, final=run.first_step - 1 >= cfg.total_steps)
+    clock = CheckpointClock(cfg.ckpt.every_minutes, run.first_step - 1)
     progress = StepProgress(run.first_step, cfg.total_steps, enabled=cfg.logger.progress)
     for step in range(run.first_step, cfg.total_steps + 1):
+        if preemption.requested():  # arrived during set-up, or during the previous step's eval or checkpoint
+            stop_for_preemption(run, step - 1, clock, eval_pending=False)
         metrics = rl_step(run, step, progress.start_step(step))
         run.logger.log(step, metrics)
         progress.end_step(metrics)
+        if preemption.requested():  # checkpoint now; the eval due at this step runs when the run is resumed
+            stop_for_preemption(run, step, clock, eval_pending=eval_due(run.cfg, step, step == cfg.total_steps))
         maybe_eval(run, step, final=step == cfg.total_steps)
-        maybe_checkpoint(run, step, final=step == cfg.total_steps)
+        maybe_checkpoint(run, step, clock, final=step == cfg.total_steps)
     progress.close()
     run.logger.finish()
     run.cluster.shutdown()
     if cfg.eval.report:
         write_report(run.run_dir)
     return run.run_dir
+
+
+def stop_for_preemption(run: Run, step: int, clock: "CheckpointClock", eval_pending: bool) -> None:
+    """Save step `step` (unless it is saved already, or nothing was trained yet), end the W&B run as preempted, stop
+    the actors, and raise Preempted (exit status PREEMPTED_EXIT_CODE)."""
+    where = "before any step: nothing to save"
+    if step > 0 and clock.last_step != step:
+        where = f"checkpoint {save(run, step, clock, eval_pending)}"
+    elif step > 0:
+        where = f"step {step} is saved already"
+    if run.logger.run is not None:
+        run.logger.run.mark_preempting()
+    run.logger.finish()
+    run.cluster.shutdown()
+    raise preemption.Preempted(f"stopped after step {step} ({preemption.reason()}); {where}")
 
 
 def write_report(run_dir: Path) -> None:
@@ -168,11 +189,15 @@ def shutdown_actors() -> None:
     ray.shutdown()
 
 
+def eval_due(cfg: TrainConfig, step: int, final: bool = False) -> bool:
+    e = cfg.eval
+    return bool((step == 0 and e.at_start) or (e.every and step % e.every == 0 and step > 0) or (final and e.at_end))
+
+
 def maybe_eval(run: Run, step: int, final: bool = False) -> None:
     """At step 0, every eval.every steps and at the end; prompt variants at step 0, every variants_every, the end."""
     e = run.cfg.eval
-    due = (step == 0 and e.at_start) or (e.every and step % e.every == 0 and step > 0) or (final and e.at_end)
-    if not run.eval_requests or not due:
+    if not run.eval_requests or not eval_due(run.cfg, step, final):
         return
     with_variants = step == 0 or final or (e.variants_every and step % e.variants_every == 0)
     variants = ("default", *e.variants) if with_variants else ("default",)
@@ -182,13 +207,35 @@ def maybe_eval(run: Run, step: int, final: bool = False) -> None:
     run.logger.log_table(step, "eval/transcripts", TABLE_COLUMNS, table_rows(result["records"]))
 
 
-def maybe_checkpoint(run: Run, step: int, final: bool = False) -> None:
+class CheckpointClock:
+    """When the last checkpoint was written (step and time): `ckpt.every_minutes` counts from it, or from the start."""
+
+    def __init__(self, every_minutes: float, last_step: int):
+        self.every_s = every_minutes * 60.0
+        self.last_step = last_step
+        self.last_time = time.monotonic()
+
+    def due(self) -> bool:
+        return self.every_s > 0 and time.monotonic() - self.last_time >= self.every_s
+
+    def saved(self, step: int) -> None:
+        self.last_step, self.last_time = step, time.monotonic()
+
+
+def maybe_checkpoint(run: Run, step: int, clock: CheckpointClock, final: bool = False) -> None:
     c = run.cfg.ckpt
-    if (c.every and step % c.every == 0) or (final and c.at_end):
-        driver = {"wandb_id": run.logger.wandb_id, "config": run.config_dict, "kl_controller": run.kl_ctl.state_dict(),
-                  "nonfinite_guard": run.guard.state_dict(),
-                  "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step)}
-        log.info("checkpoint %s", ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, c.keep_last))
+    if (c.every and step % c.every == 0) or (final and c.at_end) or clock.due():
+        save(run, step, clock)
+
+
+def save(run: Run, step: int, clock: CheckpointClock, eval_pending: bool = False) -> Path:
+    driver = {"wandb_id": run.logger.wandb_id, "config": run.config_dict, "kl_controller": run.kl_ctl.state_dict(),
+              "nonfinite_guard": run.guard.state_dict(), "eval_pending": eval_pending,
+              "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step)}
+    path = ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, run.cfg.ckpt.keep_last)
+    clock.saved(step)
+    log.info("checkpoint %s", path)
+    return path
 
 
 def step_metrics(samples, scores: list[float], adv: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> dict:

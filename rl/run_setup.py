@@ -20,6 +20,7 @@ from rl.fault import NonFiniteGuard
 from rl.judge_preflight import check_judge_endpoints
 from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.planted import PLANTED_FILE
+from rl.resume import plan_resume
 from rollouts.datasets import load_requests, split_requests
 from rollouts.types import Request
 
@@ -41,19 +42,22 @@ class Run:
     kl_ctl: object
     guard: NonFiniteGuard
     first_step: int
+    eval_pending: bool = False  # the checkpoint's step skipped its eval (a preemption): run it before the next step
 
 
 def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     from transformers import AutoTokenizer
 
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.dtype)
-    resume_from, resume_message = ckpt.resolve_resume(cfg.resume, cfg.exp_name, Path("outputs"))
+    plan = plan_resume(cfg.resume, run_dir, cfg.exp_name)
+    resume_from, run_dir = plan.checkpoint, plan.run_dir  # a resumed run keeps writing into its own folder
     state = ckpt.load_driver_state(resume_from) if resume_from else {"step": 0, "wandb_id": None}
     if resume_from:
         for change in ckpt.check_resume_compatible(state["config"], config_dict):  # raises on run-changing fields
             log.info("resuming with a changed setting that does not change the run: %s", change)
-        run_dir = ckpt.run_dir_of(resume_from)  # a resumed run keeps writing into its own folder
-    log.info("%s; run folder %s; device %s (%s)", resume_message, run_dir, hardware.device, hardware.dtype)
+    else:
+        drop_history_of_a_run_without_checkpoint(run_dir)
+    log.info("%s; run folder %s; device %s (%s)", plan.message, run_dir, hardware.device, hardware.dtype)
 
     copy_planted_rates(cfg.model.path, run_dir)
     train_requests, eval_requests = split_requests(
@@ -80,7 +84,18 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
              cfg.rollout.n_engines, cfg.trainer.world_size, cfg.resources.placement,
              " (vLLM sleeps during the update)" if cluster.engines_sleep else "")
     return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
-               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1)
+               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1,
+               bool(state.get("eval_pending")))
+
+
+def drop_history_of_a_run_without_checkpoint(run_dir: Path) -> None:
+    """A fresh start in a folder whose earlier run stopped before its first checkpoint (a restart, or a requeued job
+    with resume=auto): its rows would repeat the steps this run logs."""
+    for name in ("metrics.jsonl", "data_order.jsonl"):
+        if (run_dir / name).exists():
+            log.warning("fresh start in %s: dropping the %s rows of the earlier attempt, which saved no checkpoint",
+                        run_dir, name)
+            truncate_jsonl(run_dir / name, -1)
 
 
 def copy_planted_rates(model_path: str, run_dir: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from rl import checkpoint as ckpt
 from rl.data_order import step_indices
+from rl.resume import ResumePlan, plan_resume
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = {
@@ -64,7 +65,7 @@ def test_verification_names_a_truncated_file_and_latest_skips_that_checkpoint(tm
         ckpt.verify_checkpoint(damaged)
     assert ckpt.latest_checkpoint(tmp_path).name == "step_000001"  # `latest` names step 2, which fails the size check
     with pytest.raises(ckpt.CheckpointError, match="has 100 bytes"):
-        ckpt.resolve_resume(str(damaged), "smoke", tmp_path)  # an explicitly named damaged checkpoint is an error
+        plan_resume(str(damaged), tmp_path, "smoke")  # an explicitly named damaged checkpoint is an error
 
 
 def test_full_verification_catches_a_same_size_corruption_the_fast_check_misses(tmp_path):
@@ -99,11 +100,30 @@ def test_a_writer_that_fails_mid_write_leaves_the_previous_checkpoint_usable(tmp
     root = ckpt.checkpoints_dir(tmp_path)
     assert (root / "latest").read_text() == "step_000001"
     assert not (root / "step_000002").exists()
+    assert not list(root.glob(".tmp-*")), "a failed save removes its own temp folder"
     assert ckpt.latest_checkpoint(tmp_path) == root / "step_000001"
     ckpt.verify_checkpoint(root / "step_000001")
-    # The next save of the same step replaces the leftover temp folder.
     save(tmp_path, 2)
-    assert not list(root.glob(".tmp-*")) and ckpt.latest_checkpoint(tmp_path) == root / "step_000002"
+    assert ckpt.latest_checkpoint(tmp_path) == root / "step_000002"
+
+
+def test_a_save_keeps_the_temp_folder_of_a_live_writer_and_drops_a_dead_ones(tmp_path):
+    root = ckpt.checkpoints_dir(tmp_path)
+    root.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = root / f".tmp-step_000005-{sleeper.pid}"
+        live.mkdir()
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead = root / f".tmp-step_000004-{gone.stdout.strip()}"
+        dead.mkdir()
+        legacy = root / ".tmp-step_000003"  # written before temp folders carried the pid
+        legacy.mkdir()
+        save(tmp_path, 1)
+        assert live.is_dir() and not dead.exists() and not legacy.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 KILLED_WRITER = textwrap.dedent(
@@ -144,12 +164,15 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint_and_la
         process.wait()
     assert process.returncode == -signal.SIGKILL
     root = ckpt.checkpoints_dir(run_dir)
-    assert (root / ".tmp-step_000002").is_dir()  # the killed write, never renamed into place
+    assert (root / f".tmp-step_000002-{process.pid}").is_dir()  # the killed write, never renamed into place
     assert (root / "latest").read_text() == "step_000001"
     latest = ckpt.latest_checkpoint(run_dir)
     assert latest == root / "step_000001"
     ckpt.verify_checkpoint(latest)
-    assert ckpt.resolve_resume(str(run_dir), "smoke", tmp_path) == (latest, f"resuming from {latest}")
+    assert plan_resume(str(run_dir), tmp_path / "elsewhere", "smoke", (tmp_path,)) == ResumePlan(
+        latest, run_dir, f"resuming from {latest}")
+    save(run_dir, 2)  # the next save drops the dead writer's temp folder
+    assert not list(root.glob(".tmp-*"))
 
 
 def test_keep_last_prunes_older_checkpoints_and_removes_an_abandoned_timeline(tmp_path):
@@ -170,22 +193,6 @@ def test_keep_last_prunes_older_checkpoints_and_removes_an_abandoned_timeline(tm
 def test_keep_last_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="keep_last must be >= 1, got 0"):
         save(tmp_path, 1, keep_last=0)
-
-
-def test_resume_true_without_a_checkpoint_starts_fresh_and_says_so(tmp_path):
-    assert ckpt.resolve_resume("true", "never_run", tmp_path) == (
-        None, f"resume=true but no checkpoint found under {tmp_path / 'never_run'}: starting fresh"
-    )
-    assert ckpt.resolve_resume(None, "x", tmp_path) == (None, "starting a fresh run")
-    with pytest.raises(FileNotFoundError, match="no usable checkpoint"):
-        ckpt.resolve_resume(str(tmp_path / "missing"), "x", tmp_path)
-
-
-def test_resume_true_picks_the_newest_run_of_the_experiment(tmp_path):
-    save(tmp_path / "smoke" / "run_a", 2)
-    time.sleep(0.01)
-    newest = save(tmp_path / "smoke" / "run_b", 1)
-    assert ckpt.resolve_resume("true", "smoke", tmp_path) == (newest, f"resuming from {newest}")
 
 
 def _changed(**changes) -> dict:

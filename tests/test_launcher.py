@@ -54,7 +54,7 @@ def test_launcher_slurm_selects_submitit_with_our_job_settings():
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "submitit_slurm"
     assert (launcher.partition, launcher.name, launcher.nodes, launcher.tasks_per_node) == ("gpu", "afrl-smoke", 1, 1)
-    assert launcher.gpus_per_node == 8 and launcher.timeout_min == 1440 and launcher.max_num_timeout == 0
+    assert launcher.gpus_per_node == 8 and launcher.timeout_min == 1440 and launcher.max_num_timeout == 20
     assert launcher.submitit_folder.endswith("/.submitit/%j")
     # The launcher lives under hydra.*: the run config itself is unchanged and still loads into TrainConfig.
     assert "launcher" not in cfg
