@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rl import preemption
 from rl.actor_ready import wait_until_ready
 from rl.config import TrainConfig
 from rl.fault import get_all_or_raise
@@ -37,12 +38,14 @@ def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
         return
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, log_to_driver=True)
+        preemption.reassert()  # ray.init's SIGTERM handler exits at once; ours stops after the step with a checkpoint
         return
     # Logical CPUs for scheduling only: every actor gets one, and they take turns on the real cores. One spare for
     # actors outside the placement group (an LLM judge for the AF classifier).
     needed = int(plan.total_cpus + 0.999) + 1
     ray.init(num_cpus=cfg.ray.num_cpus or max(needed, os.cpu_count() or 1), include_dashboard=False,
              log_to_driver=True, configure_logging=False)
+    preemption.reassert()
 
 
 def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = True,

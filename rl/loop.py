@@ -119,7 +119,16 @@ def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
         if number > 0:
             log.warning("restart %d of %d from %s", number, cfg.fault.max_restarts, where["run_dir"])
             cfg.resume = "auto"  # the run folder's last checkpoint, or a fresh start that drops the partial history
-        return train_once(cfg, where, config_dict)
+        try:
+            return train_once(cfg, where, config_dict)
+        except Exception as error:
+            if not preemption.requested():
+                raise
+            # A SIGTERM sent to every process (a Slurm preemption) stops the actors mid-step: no restart, no new save.
+            shutdown_actors()
+            latest = ckpt.latest_checkpoint(where["run_dir"])
+            raise preemption.Preempted(f"stopped by {preemption.reason()}; the step under way failed with "
+                                       f"{type(error).__name__}: {error}; last checkpoint: {latest}") from error
 
     return run_with_restarts(attempt, RestartPolicy(cfg.fault.max_restarts), cleanup=shutdown_actors)
 
@@ -127,7 +136,6 @@ def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
 def train_once(cfg: TrainConfig, where: dict, config_dict: dict) -> Path:
     run = setup_run(cfg, where["run_dir"], config_dict)
     where["run_dir"] = run.run_dir
-    preemption.reassert()  # ray.init put its own SIGTERM handler in place of ours
     if run.first_step == 1:
         maybe_eval(run, 0)
     elif run.eval_pending:  # the eval of the last step was skipped by a preemption: the same weights, run it now

@@ -89,7 +89,10 @@ def install() -> None:
 
 
 def reassert() -> None:
-    """Put our handlers back: `ray.init` replaces SIGTERM's with one that exits at once, without a checkpoint."""
+    """Put our handlers back: `ray.init` replaces SIGTERM's with one that exits at once, without a checkpoint. A no-op
+    in a process that never called `install` (launch/eval.py): there nothing would check the flag."""
+    if not _state.installed:
+        return
     for signum in HANDLED_SIGNALS:
         if signal.getsignal(signum) is not _on_signal:
             signal.signal(signum, _on_signal)
