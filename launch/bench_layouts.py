@@ -37,7 +37,8 @@ def run_layout(layout: str, args, out_dir: Path) -> dict:
     run_dir = out_dir / layout.replace(":", "_")
     command = [sys.executable, str(REPO / "launch" / "train.py"), f"+exp={args.exp}", f"total_steps={args.steps}",
                "eval.at_start=false", "eval.at_end=false", "eval.every=0", "ckpt.every=0", "ckpt.at_end=false",
-               "logger.progress=false", f"run_dir={run_dir}", *layout_overrides(layout), *args.extra]
+               "ckpt.every_minutes=0", "logger.progress=false", f"run_dir={run_dir}", *layout_overrides(layout),
+               *args.extra]
     load_before = os.getloadavg()[0]
     start = time.time()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)

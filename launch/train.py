@@ -80,6 +80,7 @@ def run(cfg: DictConfig) -> None:
     log_to_file(target)
     lock = None if config.dry_run else RunLock(target).acquire()
     plan = plan_resume(config.resume, run_dir, config.exp_name)  # under the lock: no writer adds checkpoints now
+    log.info("%s (run folder %s)", plan.message, plan.run_dir)
     if plan.checkpoint is not None:
         config.resume = str(plan.checkpoint)  # set-up resumes exactly this one
     config_dict = OmegaConf.to_container(cfg, resolve=True)

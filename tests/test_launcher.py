@@ -55,6 +55,7 @@ def test_launcher_slurm_selects_submitit_with_our_job_settings():
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "submitit_slurm"
     assert (launcher.partition, launcher.name, launcher.nodes, launcher.tasks_per_node) == ("gpu", "afrl-smoke", 1, 1)
     assert launcher.gpus_per_node == 8 and launcher.timeout_min == 1440 and launcher.max_num_timeout == 20
+    assert launcher.signal_delay_s == 600  # the warning before the time limit covers one step and one save
     assert launcher.submitit_folder.endswith("/.submitit/%j")
     # The launcher lives under hydra.*: the run config itself is unchanged and still loads into TrainConfig.
     assert "launcher" not in cfg
