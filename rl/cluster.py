@@ -253,6 +253,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.algo.critic_lr,
         )
     actors = engines + trainers + ([critic] if critic is not None else [])
+    actors += [reward_model] if reward_model is not None else []  # a reward model that cannot load fails here
     get_all_or_raise([a.ready.remote() for a in actors], cfg.fault.step_timeout_s, "starting the engines and trainers")
     return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic, reward_model, group,
                    plan.engines_sleep)
