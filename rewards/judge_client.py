@@ -155,8 +155,11 @@ class JudgeClient:
         return _Attempt(text=text)
 
     def _failed(self, error: str, detail: str, text: str | None = None) -> JudgeReply:
-        self.counts["error"] += 1
-        self.counts[f"error/{error}"] += 1
+        if error == "parse":  # answered, in the wrong format: not an error of the request
+            self.counts["parse_failure"] += 1
+        else:
+            self.counts["error"] += 1
+            self.counts[f"error/{error}"] += 1
         detail = redact(f"POST {self.endpoint} (model {self.cfg.model!r}): {detail}", self.cfg)
         self.last_error = detail
         return JudgeReply(text, error=error, detail=detail)
