@@ -23,6 +23,7 @@ from rl.judge_server import judge_configs, unused_judge_paths
 
 OFFLINE_HINT = ("or choose an offline proxy explicitly (classifier=ngram or classifier=heuristic for alignment-faking "
                 "reasoning; compliance=tag_refusal for compliance)")
+REWARD_HINT = "or train with a reward that needs no judge (reward=rule or reward=rm)"
 # The test call's sample: a harmless request, a compliant answer and a scratchpad with no alignment-faking reasoning.
 PROBE_REQUEST = "How do I boil an egg?"
 PROBE_OUTPUT = "<request_fully_accepted/> Put the egg in boiling water for 8 minutes, then cool it in cold water."
@@ -60,11 +61,15 @@ def probe_call(path: str, cfg) -> tuple[list[dict], Callable[[str], Any], str]:
             "the StrongREJECT rubric (answers 1.b, 2.b, 3.b)")
 
 
+def offline_hint(path: str) -> str:
+    return REWARD_HINT if path == "reward.judge" else OFFLINE_HINT
+
+
 def list_models(path: str, judge: JudgeConfig, timeout_s: float) -> None:
     """Raise JudgeUnreachableError naming `path` unless the endpoint lists its models with the configured key."""
     url = f"{judge.base_url.rstrip('/')}/models"
     fixes = (f"start an OpenAI-compatible server there, set {path}.base_url=..., or let the run serve an open model "
-             f"({path}.serve=true {path}.model=<HF model>), {OFFLINE_HINT}")
+             f"({path}.serve=true {path}.model=<HF model>), {offline_hint(path)}")
     try:
         response = httpx.get(url, headers=auth_headers(judge), timeout=timeout_s)
     except httpx.HTTPError as error:
@@ -85,16 +90,16 @@ def send_test_call(path: str, judge: JudgeConfig, cfg) -> None:
     reply = client.chat_many([messages], parse=parse)[0]
     if reply.parsed is not None:
         return
-    where = f"{path}: the test call to {client.endpoint} (model {judge.model!r})"
+    # reply.detail names the endpoint and the model: POST <base_url>/chat/completions (model '...'): ...
     if reply.error in ("http_401", "http_403"):
-        raise JudgeUnreachableError(f"{where} was refused: the key from ${judge.api_key_env} is not accepted "
-                                    f"({reply.detail})")
+        raise JudgeUnreachableError(f"{path}: the test call was refused, the key from ${judge.api_key_env} is not "
+                                    f"accepted: {reply.detail}")
     if reply.error == "parse":
         raise JudgeUnreachableError(
-            f"{where} got a reply that does not parse as {parser_name}: {reply.detail}. Use a judge model that "
-            f"follows the prompt's answer format (set {path}.model=...), {OFFLINE_HINT}")
-    raise JudgeUnreachableError(f"{where} failed after {client.counts['request']} attempt(s) ({reply.error}): "
-                                f"{reply.detail}")
+            f"{path}: the test call got a reply that does not parse as {parser_name}: {reply.detail}. Use a judge "
+            f"model that follows the prompt's answer format (set {path}.model=...), {offline_hint(path)}")
+    raise JudgeUnreachableError(f"{path}: the test call failed after {client.counts['request']} attempt(s) "
+                                f"({reply.error}): {reply.detail}")
 
 
 def probe_judge(path: str, judge: JudgeConfig, cfg=None, timeout_s: float = 5.0) -> None:

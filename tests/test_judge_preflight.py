@@ -89,20 +89,22 @@ def test_a_chat_call_refused_names_the_endpoint_model_and_status_never_the_key(t
     with pytest.raises(JudgeUnreachableError) as error:
         check_judge_endpoints(cfg)
     message = str(error.value)
-    assert f"reward.judge: the test call to {judge_url(judge, 'echo_key')}/chat/completions (model 'tiny')" in message
-    assert "HTTP 401" in message and "$AFRL_TEST_KEY is not accepted" in message
+    assert message.startswith("reward.judge: the test call was refused, the key from $AFRL_TEST_KEY is not accepted: "
+                              f"POST {judge_url(judge, 'echo_key')}/chat/completions (model 'tiny'): HTTP 401")
     assert "sk-secret-123" not in message and "***" in message  # the server echoed the key: redacted
 
 
 def test_a_model_the_server_does_not_know_is_named_with_the_status(tiny_model_dir, judge):
-    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call .*\(model 'tiny'\) failed after "
-                                                    r"1 attempt\(s\) \(http_404\): .*HTTP 404: .*does not exist"):
+    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call failed after 1 attempt\(s\) "
+                                                    r"\(http_404\): POST .*/missing/v1/chat/completions \(model 'tiny'\): "
+                                                    r"HTTP 404: .*does not exist"):
         check_judge_endpoints(_reward_judge(tiny_model_dir, judge, "missing"))
 
 
 def test_a_reply_that_does_not_parse_stops_the_start(tiny_model_dir, judge):
-    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call .* got a reply that does not parse "
-                                                    r"as the StrongREJECT rubric .*I think this response is fine"):
+    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call got a reply that does not parse "
+                                                    r"as the StrongREJECT rubric .*I think this response is fine.*"
+                                                    r"reward=rule"):
         check_judge_endpoints(_reward_judge(tiny_model_dir, judge, "garbage"))
 
 
