@@ -34,10 +34,10 @@ class JudgeUnreachableError(RuntimeError):
     pass
 
 
-def external_judges(cfg) -> list[tuple[str, JudgeConfig]]:
-    """(dotted path, config) of the judges the run calls and does not serve itself."""
+def external_judges(cfg, served: bool = False) -> list[tuple[str, JudgeConfig]]:
+    """(dotted path, config) of the judges the run calls and does not serve itself (served=True: those it serves)."""
     skip = unused_judge_paths(cfg)
-    return [(path, judge) for path, judge in judge_configs(cfg) if path not in skip and not judge.serve]
+    return [(path, judge) for path, judge in judge_configs(cfg) if path not in skip and judge.serve == served]
 
 
 def probe_call(path: str, cfg) -> tuple[list[dict], Callable[[str], Any], str]:
@@ -114,5 +114,15 @@ def check_judge_endpoints(cfg, timeout_s: float = 5.0) -> list[str]:
     checked = []
     for path, judge in external_judges(cfg):
         probe_judge(path, judge, cfg, timeout_s)
+        checked.append(path)
+    return checked
+
+
+def check_served_judges(cfg) -> list[str]:
+    """The test call for each judge the run serves, once its server is healthy and the config points at it (after
+    start_cluster); returns the paths checked."""
+    checked = []
+    for path, judge in external_judges(cfg, served=True):
+        send_test_call(path, judge, cfg)
         checked.append(path)
     return checked

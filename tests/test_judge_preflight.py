@@ -117,6 +117,17 @@ def test_a_judge_slower_than_its_deadline_stops_the_start(tiny_model_dir, judge)
     assert time.monotonic() - start < 5.0  # two 0.3 s attempts, not the server's 10 s
 
 
+def test_a_served_judge_gets_the_test_call_once_its_server_is_up(tiny_model_dir, judge):
+    from rl.judge_preflight import check_served_judges
+
+    cfg = _reward_judge(tiny_model_dir, judge, "garbage", "reward.judge.serve=true", "reward.judge.model=org/judge")
+    assert check_judge_endpoints(cfg) == []  # served: not checked before the cluster (its server does not exist yet)
+    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call got a reply that does not parse"):
+        check_served_judges(cfg)  # base_url points at the server now (as point_judges_at_servers sets it)
+    cfg.reward.judge.base_url = judge_url(judge, "good")
+    assert check_served_judges(cfg) == ["reward.judge"]
+
+
 @pytest.mark.heavy  # a launcher subprocess: imports and config composition take a while on 2 cores
 def test_train_refuses_to_start_without_the_judge(tiny_model_dir, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/v1"
