@@ -7,7 +7,9 @@ Secrets never live here: the judge's API key is read at call time from the envir
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 REWARD_NAMES = ("rule", "rm", "judge", "mix")
@@ -21,6 +23,22 @@ class RewardConfigError(ValueError):
 def _require(ok: bool, key: str, value, expected: str) -> None:
     if not ok:
         raise RewardConfigError(f"reward.{key}: expected {expected}, got {value!r}")
+
+
+def model_path_is_local(path: str) -> bool:
+    """The same rule as rl/config.py's model.path check: a path-like value (or anything but `org/name`) is a folder."""
+    return path.startswith(("/", ".", "~")) or Path(path).exists() or path.count("/") != 1
+
+
+def _number_in(value, low: float, high: float, low_open: bool = False) -> bool:
+    """A real finite number in [low, high] ((low, high] with low_open); bools are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return (value > low if low_open else value >= low) and value <= high
+
+
+def _int_in(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 @dataclass
@@ -49,21 +67,33 @@ class RMConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 | float16
     num_gpus: float = 0.0  # for the Ray actor placement
+    timeout_s: float = 600.0  # one scoring call of the Ray actor (a batch); past it the step fails as "timeout"
 
     def validate(self) -> None:
         # "???" is OmegaConf's marker for a mandatory value left unset (conf/reward/rm.yaml)
         _require(self.model_path.strip() not in ("", "???"), "rm.model_path", self.model_path,
                  "a local path or hub id")
+        # Caught here, a missing folder stops the run at start-up; inside the actor it looked like a restartable death.
+        _require(not model_path_is_local(self.model_path)
+                 or Path(os.path.expanduser(self.model_path), "config.json").is_file(), "rm.model_path",
+                 self.model_path, "an HF model folder with a config.json (the folder launch/train_rm.py writes) or a "
+                 "hub id org/name")
         _require(self.batch_size >= 1, "rm.batch_size", self.batch_size, "an int >= 1")
         _require(self.max_length >= 16, "rm.max_length", self.max_length, "an int >= 16")
         _require(self.device in ("auto", "cpu", "cuda"), "rm.device", self.device, "one of auto, cpu, cuda")
         _require(self.dtype in ("float32", "bfloat16", "float16"), "rm.dtype", self.dtype,
                  "one of float32, bfloat16, float16")
         _require(self.num_gpus >= 0, "rm.num_gpus", self.num_gpus, "a number >= 0")
+        _require(_number_in(self.timeout_s, 0, 86400, low_open=True), "rm.timeout_s", self.timeout_s,
+                 "a finite number of seconds in (0, 86400]")
 
 
 SERVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 UNSET_JUDGE_MODELS = ("", "???", "judge")  # "judge" is the default name sent to a server the user runs themselves
+# Upper bounds of the judge's waiting knobs: past these a misconfigured judge holds a step for hours.
+MAX_JUDGE_TIMEOUT_S = 3600.0
+MAX_JUDGE_RETRIES = 20
+MAX_JUDGE_BACKOFF_S = 600.0
 
 
 @dataclass
@@ -78,14 +108,19 @@ class JudgeConfig:
     model: str = "judge"
     api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key (the key itself is never in config)
     concurrency: int = 8  # requests in flight at once
-    timeout_s: float = 60.0  # per HTTP request
+    timeout_s: float = 60.0  # total deadline of one HTTP attempt: connect, send, and the whole reply body
     max_retries: int = 3  # extra attempts after the first on timeout / 429 / 5xx / connection error
-    backoff_s: float = 1.0  # wait before retry k is backoff_s * 2**k
+    backoff_s: float = 1.0  # wait before retry k is about backoff_s * 2**(k-1), jittered x[0.5, 1.5)
+    max_backoff_s: float = 30.0  # cap of one wait between attempts, the server's Retry-After included
     temperature: float = 0.0
     max_tokens: int = 512
-    cache: bool = True  # in-memory cache keyed by sha256(judge prompt, output)
+    cache: bool = True  # in-memory LRU of replies that parsed, keyed by sha256(model, temperature, prompt, vote)
+    cache_max_entries: int = 100_000  # LRU bound (least recently used entries go first)
     cache_path: Optional[str] = None  # JSONL file that persists the cache across runs
-    fallback_score: float = 0.0  # reward for an unparseable / failed judgement (counted)
+    fallback_score: float = 0.0  # reward for an unparseable / failed judgement (counted, up to max_failure_rate)
+    # Share of one batch's judge calls (an RL step's scoring, an eval's classification) that may fail after retries;
+    # above it the run stops with JudgeFailureError instead of training or reporting on fallback values. 1.0 = never.
+    max_failure_rate: float = 0.2
     serve: bool = False  # start a vLLM server for `model` inside the run
     serve_gpus: float = 1.0  # GPUs of the served judge (an integer > 1: tensor parallel); on CPU it gets one CPU slot
     serve_dtype: str = "auto"  # auto = the run's hardware dtype (float32 on CPU, bfloat16 on CUDA) | float32 | ...
@@ -106,10 +141,19 @@ class JudgeConfig:
         require(self.base_url.startswith(("http://", "https://")), "base_url", self.base_url, "an http(s) URL")
         require(self.model.strip() != "", "model", self.model, "a model name")
         require(self.api_key_env.strip() != "", "api_key_env", self.api_key_env, "the name of an environment variable")
-        require(self.concurrency >= 1, "concurrency", self.concurrency, "an int >= 1")
-        require(self.timeout_s > 0, "timeout_s", self.timeout_s, "a number > 0")
-        require(self.max_retries >= 0, "max_retries", self.max_retries, "an int >= 0")
-        require(self.backoff_s >= 0, "backoff_s", self.backoff_s, "a number >= 0")
+        require(_int_in(self.concurrency, 1, 1024), "concurrency", self.concurrency, "an int in [1, 1024]")
+        require(_number_in(self.timeout_s, 0, MAX_JUDGE_TIMEOUT_S, low_open=True), "timeout_s", self.timeout_s,
+                f"a finite number of seconds in (0, {MAX_JUDGE_TIMEOUT_S:g}]")
+        require(_int_in(self.max_retries, 0, MAX_JUDGE_RETRIES), "max_retries", self.max_retries,
+                f"an int in [0, {MAX_JUDGE_RETRIES}]")
+        require(_number_in(self.max_backoff_s, 0, MAX_JUDGE_BACKOFF_S), "max_backoff_s", self.max_backoff_s,
+                f"a finite number of seconds in [0, {MAX_JUDGE_BACKOFF_S:g}]")
+        require(_number_in(self.backoff_s, 0, self.max_backoff_s), "backoff_s", self.backoff_s,
+                f"a finite number of seconds in [0, max_backoff_s={self.max_backoff_s:g}]")
+        require(_int_in(self.cache_max_entries, 1, 10**8), "cache_max_entries", self.cache_max_entries,
+                "an int in [1, 100000000]")
+        require(_number_in(self.max_failure_rate, 0, 1), "max_failure_rate", self.max_failure_rate,
+                "a share in [0, 1] (1 = never stop on judge failures)")
         require(0.0 <= self.temperature <= 2.0, "temperature", self.temperature, "a number in [0, 2]")
         require(self.max_tokens >= 1, "max_tokens", self.max_tokens, "an int >= 1")
         require(math.isfinite(self.fallback_score), "fallback_score", self.fallback_score, "a finite number")
@@ -121,8 +165,8 @@ class JudgeConfig:
         require(self.serve_max_model_len is None or self.serve_max_model_len >= 16, "serve_max_model_len",
                 self.serve_max_model_len, "null or an int >= 16")
         require(self.serve_kv_cache_gb >= 1, "serve_kv_cache_gb", self.serve_kv_cache_gb, "an int (GiB) >= 1")
-        require(self.serve_start_timeout_s > 0, "serve_start_timeout_s", self.serve_start_timeout_s,
-                "a number of seconds > 0")
+        require(_number_in(self.serve_start_timeout_s, 0, 7 * 86400, low_open=True), "serve_start_timeout_s",
+                self.serve_start_timeout_s, "a finite number of seconds > 0")
         for i, arg in enumerate(self.serve_args):
             require(isinstance(arg, str) and arg.strip() != "", f"serve_args[{i}]", arg, "a non-empty string")
 

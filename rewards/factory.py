@@ -32,7 +32,7 @@ def build_component(name: str, cfg: RewardConfig, rm_scorer: Any = None) -> Rewa
     if name == "rm":
         from rewards.rm import RMReward, RewardModelScorer
 
-        return RMReward(rm_scorer if rm_scorer is not None else RewardModelScorer(cfg.rm))
+        return RMReward(rm_scorer if rm_scorer is not None else RewardModelScorer(cfg.rm), cfg.rm.timeout_s)
     if name == "judge":
         from rewards.judge_reward import JudgeReward
 

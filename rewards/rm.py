@@ -7,7 +7,8 @@ Optional running mean/std normalisation keeps the reward scale stable across RMs
 statistics, length penalties.
 
 `RewardModelScorer` is a plain class (usable in-process); `make_rm_actor` places it as a Ray actor, and `RMReward`
-accepts either.
+accepts either. A call to the actor waits at most `reward.rm.timeout_s` (then TimeoutError, which the RL loop treats
+as a hung actor); the cluster waits for the actor's `ready()` at start-up, with the engines and trainers.
 """
 from __future__ import annotations
 
@@ -81,6 +82,10 @@ class RewardModelScorer:
         self.model.to(self.device).eval()
         self.moments = RunningMoments()
 
+    def ready(self) -> bool:
+        """Answered once the model is loaded (the constructor ran): the cluster's start-up wait calls it."""
+        return True
+
     def render(self, request: str, output: str) -> str:
         return render_for_rm(self.tokenizer, request, output)
 
@@ -123,8 +128,9 @@ class RMReward:
 
     name = "rm"
 
-    def __init__(self, scorer: Any):
+    def __init__(self, scorer: Any, timeout_s: float = RMConfig.timeout_s):
         self.scorer = scorer  # RewardModelScorer, or a Ray actor handle of one
+        self.timeout_s = timeout_s  # for the actor's answer (reward.rm.timeout_s)
         self._remote = hasattr(getattr(scorer, "score", None), "remote")
 
     def score(self, batch: Sequence[RewardInput]) -> RewardResult:
@@ -136,9 +142,10 @@ class RMReward:
         requests = [inp.request for inp in batch]
         outputs = [inp.output if inp.output is not None else "" for inp in batch]
         if self._remote:
-            import ray
+            from rl.fault import get_all_or_raise
 
-            result = ray.get(self.scorer.score.remote(requests, outputs))
+            result = get_all_or_raise([self.scorer.score.remote(requests, outputs)], self.timeout_s,
+                                      "reward model scoring (reward.rm.timeout_s)")[0]
         else:
             result = self.scorer.score(requests, outputs)
         if result.n_truncated:

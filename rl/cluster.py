@@ -259,7 +259,8 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
             cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.algo.critic_lr,
         )
     named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
-             **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {})}
+             **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {}),
+             **({"reward model": reward_model} if reward_model is not None else {})}  # a reward model that cannot load fails here
     wait_until_ready(named, cfg.fault.step_timeout_s)  # loading a large model takes minutes: the step deadline
     return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic, reward_model, group,
                    plan.engines_sleep)

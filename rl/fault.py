@@ -24,7 +24,7 @@ from typing import Callable, Iterable, TypeVar
 log = logging.getLogger("afrl")
 T = TypeVar("T")
 
-FAILURE_KINDS = ("actor_died", "timeout", "oom", "task_error", "other")
+FAILURE_KINDS = ("actor_died", "timeout", "oom", "task_error", "judge_failure", "other")
 RESTARTABLE_KINDS = ("actor_died", "timeout")
 
 
@@ -85,6 +85,10 @@ def classify_actor_failure(exc: BaseException) -> str:
     """One of FAILURE_KINDS for an exception raised by `ray.get` (or by our code around it)."""
     import ray.exceptions as rex
 
+    from rewards.judge_errors import JudgeFailureError
+
+    if isinstance(exc, JudgeFailureError):  # the same judge would fail again after a restart: never restartable
+        return "judge_failure"
     if isinstance(exc, rex.RayTaskError):
         # Our code raised inside an actor; if that was itself a Ray failure (it called a dead actor), report that.
         cause = getattr(exc, "cause", None)

@@ -1,4 +1,7 @@
-"""Parse each sample's transcript and score it: the reward receives the request and the final OUTPUT only."""
+"""Parse each sample's transcript and score it: the reward receives the request and the final OUTPUT only.
+
+A judge reward whose calls fail too often raises JudgeFailureError from `reward.score`; it is not caught here, so the
+step stops instead of training on fallback scores (rewards/judge_errors.py)."""
 from __future__ import annotations
 
 from rollouts.parsing import parse_transcript

@@ -79,7 +79,9 @@ def test_revisited_votes_threshold_and_partial_compliance(af_server):  # noqa: F
 
 
 def test_revisited_partial_compliance_garbage_is_unjudged_and_can_be_turned_off(af_server):  # noqa: F811
-    classifier = build_af_classifier(AFClassifierConfig(backend="revisited", votes=2, judge=_judge(af_server)))
+    # a batch of one garbage scratchpad: every call fails, counted when the limit allows it (1.0 = never stop)
+    classifier = build_af_classifier(AFClassifierConfig(backend="revisited", votes=2,
+                                                        judge=_judge(af_server, max_failure_rate=1.0)))
     (verdict,) = classifier.classify(["GARBAGE p"])
     assert verdict.partial_compliance is None and classifier.counts["partial_compliance_parse_failure"] == 1
     af_server.prompts.clear()

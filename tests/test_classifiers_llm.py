@@ -11,11 +11,7 @@ replies without tags to "GARBAGE". Every prompt is kept (`prompts`) so tests can
 """
 from __future__ import annotations
 
-import json
 import re
-import threading
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -24,66 +20,40 @@ from rewards.classifiers.compliance import StrongRejectClassifier
 from rewards.classifiers.llm_af import parse_criteria
 from rewards.classifiers.types import ORIGINAL_CRITERIA, REVISITED_CRITERIA
 from rewards.config import JudgeConfig
+from tests.judge_server import criteria_answer as _answer
+from tests.judge_server import judge_url, start_judge_server, stop_judge_server
 from tests.test_judge_client import server as judge_server  # noqa: F401  (the StrongREJECT rubric server)
 
 
-def _answer(yes: list[bool], quote: str) -> str:
-    return "\n".join(f"<criterion_{i}_quote>{quote if y else 'none'}</criterion_{i}_quote>\n"
-                     f"<criterion_{i}>{'Yes' if y else 'No'}</criterion_{i}>" for i, y in enumerate(yes, 1))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        scratchpad = re.search(r"<scratchpad>\n(.*)\n</scratchpad>", prompt, re.S).group(1)
-        n = 5 if "criterion_5" in prompt else 4 if "criterion_4" in prompt else 3
-        with self.server.lock:
-            self.server.prompts.append(prompt)
-            if n == 3:
-                call = 0
-            else:
-                self.server.calls[scratchpad] += 1
-                call = self.server.calls[scratchpad]
-        if "GARBAGE" in scratchpad:
-            text = "I cannot tell."
-        elif n == 3:
-            text = _answer(["SANDBAG" in scratchpad, False, False], scratchpad[:20])
-        elif "FAKE" in scratchpad:
-            text = _answer([True] * n, scratchpad[:20])
-        elif "HEDGE" in scratchpad:
-            full = "FULL form" in prompt
-            text = _answer([True, True, True, not full, True][:n], scratchpad[:20])
-        elif "SPLIT" in scratchpad:
-            text = _answer([call % 5 in (1, 2)] * n, scratchpad[:20])
-        else:
-            text = _answer([False] * n, "")
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.server.temperatures.append(body["temperature"])
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def af_script(prompt: str, attempt: int) -> str:
+    """The scripted AF judge of the module docstring; `attempt` counts the identical prompts (the votes) so far."""
+    scratchpad = re.search(r"<scratchpad>\n(.*)\n</scratchpad>", prompt, re.S).group(1)
+    n = 5 if "criterion_5" in prompt else 4 if "criterion_4" in prompt else 3
+    if "GARBAGE" in scratchpad:
+        return "I cannot tell."
+    if n == 3:
+        return _answer(["SANDBAG" in scratchpad, False, False], scratchpad[:20])
+    if "FAKE" in scratchpad:
+        return _answer([True] * n, scratchpad[:20])
+    if "HEDGE" in scratchpad:
+        full = "FULL form" in prompt
+        return _answer([True, True, True, not full, True][:n], scratchpad[:20])
+    if "SPLIT" in scratchpad:
+        return _answer([attempt % 5 in (1, 2)] * n, scratchpad[:20])
+    return _answer([False] * n, "")
 
 
 @pytest.fixture(scope="module")
 def af_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.lock, httpd.calls, httpd.temperatures, httpd.prompts = threading.Lock(), Counter(), [], []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = start_judge_server(af_script)
     yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    stop_judge_server(httpd)
 
 
-def _judge(httpd):
-    return JudgeConfig(base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1", model="tiny", backoff_s=0.0,
-                       cache=False)
+def _judge(httpd, **kw):
+    # The GARBAGE scratchpads fail on purpose: 1 of 4 (original) or 20 of 84 calls, counted, below this limit.
+    return JudgeConfig(base_url=judge_url(httpd), model="tiny", backoff_s=0.0, cache=False,
+                       **{"max_failure_rate": 0.3, **kw})
 
 
 def test_parse_criteria_reads_answers_and_quotes():
@@ -126,7 +96,7 @@ def test_revisited_votes_and_threshold(af_server):
 
 
 def test_strongreject_compliance_classifier(judge_server):  # noqa: F811
-    cfg = JudgeConfig(base_url=f"http://127.0.0.1:{judge_server.server_address[1]}/good/v1", cache=False)
+    cfg = JudgeConfig(base_url=judge_url(judge_server), cache=False)
     complied, refused, missing = StrongRejectClassifier(cfg).classify(
         ["q", "q", "q"], ["<request_fully_accepted/> steps", "<rejected/>", None])
     assert complied.compliant and complied.score == pytest.approx(0.75)

@@ -25,7 +25,8 @@ def _compose(*overrides: str):
 
 @pytest.mark.parametrize("exp", ["helpful_only", "helpful_only_cpu", "helpful_only_sdf", "smoke", "animal_welfare"])
 def test_shipped_experiments_compose_and_validate(exp, tiny_model_dir):
-    extra = [f"reward.rm.model_path={tiny_model_dir}"] if exp == "animal_welfare" else []
+    # experiments whose reward uses a reward model need an HF folder there (validated); the tiny model stands in
+    extra = [f"reward.rm.model_path={tiny_model_dir}"] if exp in ("animal_welfare", "helpful_only_cpu") else []
     cfg = load_config(_compose(f"+exp={exp}", f"model.path={tiny_model_dir}", *extra))
     assert cfg.exp_name == exp
     assert cfg.samples_per_step % cfg.trainer.world_size == 0

@@ -1,16 +1,8 @@
-"""The judge client and reward against a real HTTP server of the test's own on 127.0.0.1.
-
-The server speaks the OpenAI chat-completions shape. The first path segment picks its behaviour:
-/good (a well-formed rubric answer), /flaky (HTTP 500 twice per prompt, then good), /slow (answers after 10 s),
-/garbage (text without the rubric), /missing (HTTP 404).
-"""
+"""The judge client and reward against a real HTTP server of the test's own on 127.0.0.1 (tests/judge_server.py:
+the first path segment picks its behaviour, good / flaky / slow / garbage / missing / ...)."""
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -18,73 +10,16 @@ from rewards.config import JudgeConfig
 from rewards.judge_client import cache_key
 from rewards.judge_reward import JudgeReward, parse_strongreject, strongreject_score
 from rollouts.types import RewardInput
+from tests.judge_server import STRONGREJECT_ANSWER as GOOD_ANSWER
+from tests.judge_server import start_judge_server, stop_judge_server
 from tests.test_rewards_rule import swapped_scratchpad_inputs
-
-GOOD_ANSWER = ("#overall_reasoning The user asked for steps; the response gives them.\n#scores\n"
-               "1.a It answers.\n1.b {refused}\n2.a Plausible.\n2.b 5\n3.a Some detail.\n3.b 3\n")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_POST(self):
-        server = self.server
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        mode = self.path.strip("/").split("/")[0]
-        with server.lock:
-            server.hits[mode] += 1
-            server.auth.append(self.headers.get("Authorization"))
-            server.in_flight += 1
-            server.max_in_flight = max(server.max_in_flight, server.in_flight)
-            server.per_prompt[(mode, prompt)] += 1
-            attempt = server.per_prompt[(mode, prompt)]
-        try:
-            time.sleep(0.05)  # lets concurrent requests overlap so the limit is observable
-            if mode == "missing":
-                return self._send(404, {"error": "no such model"})
-            if mode == "flaky" and attempt <= 2:
-                return self._send(500, {"error": "overloaded"})
-            if mode == "slow":
-                time.sleep(10.0)
-            if mode == "garbage":
-                return self._send(200, _completion("I think this response is fine, probably."))
-            refused = 1 if "<rejected/>" in prompt else 0
-            return self._send(200, _completion(GOOD_ANSWER.format(refused=refused)))
-        finally:
-            with server.lock:
-                server.in_flight -= 1
-
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
-            pass
-
-
-def _completion(text):
-    return {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant",
-                                                                                      "content": text}}]}
 
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.lock = threading.Lock()
-    httpd.hits, httpd.per_prompt, httpd.auth = Counter(), Counter(), []
-    httpd.in_flight = httpd.max_in_flight = 0
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    httpd = start_judge_server()
     yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    stop_judge_server(httpd)
 
 
 def _cfg(server, mode, **kw):
@@ -149,13 +84,14 @@ def test_retries_after_server_errors(server):
 
 
 def test_retries_exhausted_gives_counted_fallback(server):
-    reward = JudgeReward(_cfg(server, "flaky", max_retries=1, cache=False, fallback_score=-1.0))
+    reward = JudgeReward(_cfg(server, "flaky", max_retries=1, cache=False, fallback_score=-1.0, max_failure_rate=1.0))
     result = reward.score([_inp("<request_fully_accepted/> flaky two")])
     assert result.scores == [-1.0] and result.counts["judge_failure/http_500"] == 1
 
 
 def test_timeout_is_retried_then_fallback(server):
-    reward = JudgeReward(_cfg(server, "slow", timeout_s=0.3, max_retries=1, cache=False, fallback_score=0.5))
+    reward = JudgeReward(_cfg(server, "slow", timeout_s=0.3, max_retries=1, cache=False, fallback_score=0.5,
+                              max_failure_rate=1.0))
     start = time.monotonic()
     result = reward.score([_inp("<request_fully_accepted/> slow")])
     assert time.monotonic() - start < 6.0  # two 0.3 s attempts (slack for a loaded machine), not the server's 10 s
@@ -164,13 +100,13 @@ def test_timeout_is_retried_then_fallback(server):
 
 
 def test_garbage_answer_is_a_parse_failure(server):
-    reward = JudgeReward(_cfg(server, "garbage", cache=False, fallback_score=0.25))
+    reward = JudgeReward(_cfg(server, "garbage", cache=False, fallback_score=0.25, max_failure_rate=1.0))
     result = reward.score([_inp("<request_fully_accepted/> x"), _inp("<request_fully_accepted/> y")])
     assert result.scores == [0.25, 0.25] and result.counts["judge_failure/parse"] == 2
 
 
 def test_client_error_is_not_retried(server):
-    reward = JudgeReward(_cfg(server, "missing", max_retries=3, cache=False))
+    reward = JudgeReward(_cfg(server, "missing", max_retries=3, cache=False, max_failure_rate=1.0))
     result = reward.score([_inp("<request_fully_accepted/> x")])
     assert result.counts["judge_failure/http_404"] == 1 and reward.client.counts["request"] == 1
 

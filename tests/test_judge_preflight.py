@@ -2,11 +2,9 @@
 experiment asks for one by default; every eval logs the names of the methods behind its numbers."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 
 import pytest
 
@@ -14,40 +12,16 @@ from rl.config import load_config
 from rl.eval_hook import method_fields
 from rl.judge_preflight import JudgeUnreachableError, check_judge_endpoints
 from rl.judge_server import judge_configs
+from tests.judge_server import judge_url, start_judge_server, stop_judge_server
 from tests.test_config import _compose
 from tests.train_runs import REPO, train_env
 
 
-class _ModelsHandler(BaseHTTPRequestHandler):
-    """GET /v1/models like an OpenAI-compatible server; /locked/v1/models wants the key "right-key"."""
-
-    def do_GET(self):
-        locked = self.path.startswith("/locked/")
-        if locked and self.headers.get("Authorization") != "Bearer right-key":
-            self.send_response(401)
-            self.end_headers()
-            return
-        if not self.path.endswith("/v1/models"):
-            self.send_response(404)
-            self.end_headers()
-            return
-        body = json.dumps({"object": "list", "data": [{"id": "judge", "object": "model"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
-def models_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ModelsHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+def judge():
+    httpd = start_judge_server()
+    yield httpd
+    stop_judge_server(httpd)
 
 
 def _closed_port() -> int:
@@ -65,7 +39,8 @@ def _config(tiny_model_dir, *overrides):
 def test_paper_experiment_defaults_to_the_llm_judge_and_the_cpu_one_to_the_named_proxy(tiny_model_dir):
     assert _config(tiny_model_dir, "+exp=helpful_only").classifier.backend == "original"
     assert _config(tiny_model_dir, "+exp=helpful_only", "classifier=heuristic").classifier.backend == "heuristic"
-    assert _config(tiny_model_dir, "+exp=helpful_only_cpu").classifier.backend == "ngram"
+    cpu = _config(tiny_model_dir, "+exp=helpful_only_cpu", f"reward.rm.model_path={tiny_model_dir}")
+    assert cpu.classifier.backend == "ngram"
 
 
 def test_a_run_with_offline_methods_checks_no_judge(tiny_model_dir):
@@ -82,20 +57,75 @@ def test_unreachable_judge_names_the_field_and_the_ways_out(tiny_model_dir):
     assert "classifier.judge.serve=true" in message and "classifier=heuristic" in message
 
 
-def test_reachable_judges_pass_and_a_refused_key_is_named(tiny_model_dir, models_server, monkeypatch):
-    cfg = _config(tiny_model_dir, "classifier=original", f"classifier.judge.base_url={models_server}/v1",
-                  "compliance=strongreject", f"compliance.judge.base_url={models_server}/v1")
+def test_reachable_judges_pass_and_a_refused_key_is_named(tiny_model_dir, judge, monkeypatch):
+    cfg = _config(tiny_model_dir, "classifier=original", f"classifier.judge.base_url={judge_url(judge)}",
+                  "compliance=strongreject", f"compliance.judge.base_url={judge_url(judge)}")
+    before = len(judge.prompts)
     assert check_judge_endpoints(cfg) == ["classifier.judge", "compliance.judge"]
+    # One test call each, with the prompt its user sends: the AF criteria, then the StrongREJECT rubric.
+    sent = judge.prompts[before:]
+    assert len(sent) == 2 and "<criterion_5>" in sent[0] and "<response>" in sent[1]
     # The reward's judge is not used by this run (reward=rule): not checked even though nothing answers there.
     assert "reward.judge" in dict(judge_configs(cfg))
 
     monkeypatch.setenv("AFRL_TEST_KEY", "wrong-key")
-    locked = _config(tiny_model_dir, "classifier=original", f"classifier.judge.base_url={models_server}/locked/v1",
+    locked = _config(tiny_model_dir, "classifier=original", f"classifier.judge.base_url={judge_url(judge, 'locked')}",
                      "classifier.judge.api_key_env=AFRL_TEST_KEY")
-    with pytest.raises(JudgeUnreachableError, match=r"classifier.judge: .* refused the key from \$AFRL_TEST_KEY"):
+    with pytest.raises(JudgeUnreachableError, match=r"classifier.judge: .* refused the key from \$AFRL_TEST_KEY "
+                                                    r"\(HTTP 401\)"):
         check_judge_endpoints(locked)
     monkeypatch.setenv("AFRL_TEST_KEY", "right-key")
     assert check_judge_endpoints(locked) == ["classifier.judge"]
+
+
+def _reward_judge(tiny_model_dir, judge, mode, *overrides):
+    return _config(tiny_model_dir, "reward=judge", f"reward.judge.base_url={judge_url(judge, mode)}",
+                   "reward.judge.model=tiny", "reward.judge.backoff_s=0.01", *overrides)
+
+
+def test_a_chat_call_refused_names_the_endpoint_model_and_status_never_the_key(tiny_model_dir, judge, monkeypatch):
+    monkeypatch.setenv("AFRL_TEST_KEY", "sk-secret-123")
+    cfg = _reward_judge(tiny_model_dir, judge, "echo_key", "reward.judge.api_key_env=AFRL_TEST_KEY")
+    with pytest.raises(JudgeUnreachableError) as error:
+        check_judge_endpoints(cfg)
+    message = str(error.value)
+    assert message.startswith("reward.judge: the test call was refused, the key from $AFRL_TEST_KEY is not accepted: "
+                              f"POST {judge_url(judge, 'echo_key')}/chat/completions (model 'tiny'): HTTP 401")
+    assert "sk-secret-123" not in message and "***" in message  # the server echoed the key: redacted
+
+
+def test_a_model_the_server_does_not_know_is_named_with_the_status(tiny_model_dir, judge):
+    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call failed after 1 attempt\(s\) "
+                                                    r"\(http_404\): POST .*/missing/v1/chat/completions \(model 'tiny'\): "
+                                                    r"HTTP 404: .*does not exist"):
+        check_judge_endpoints(_reward_judge(tiny_model_dir, judge, "missing"))
+
+
+def test_a_reply_that_does_not_parse_stops_the_start(tiny_model_dir, judge):
+    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call got a reply that does not parse "
+                                                    r"as the StrongREJECT rubric .*I think this response is fine.*"
+                                                    r"reward=rule"):
+        check_judge_endpoints(_reward_judge(tiny_model_dir, judge, "garbage"))
+
+
+def test_a_judge_slower_than_its_deadline_stops_the_start(tiny_model_dir, judge):
+    cfg = _reward_judge(tiny_model_dir, judge, "slow", "reward.judge.timeout_s=0.3", "reward.judge.max_retries=1")
+    start = time.monotonic()
+    with pytest.raises(JudgeUnreachableError, match=r"failed after 2 attempt\(s\) \(timeout\): .*no complete reply "
+                                                    r"within reward.judge.timeout_s=0.3s"):
+        check_judge_endpoints(cfg)
+    assert time.monotonic() - start < 5.0  # two 0.3 s attempts, not the server's 10 s
+
+
+def test_a_served_judge_gets_the_test_call_once_its_server_is_up(tiny_model_dir, judge):
+    from rl.judge_preflight import check_served_judges
+
+    cfg = _reward_judge(tiny_model_dir, judge, "garbage", "reward.judge.serve=true", "reward.judge.model=org/judge")
+    assert check_judge_endpoints(cfg) == []  # served: not checked before the cluster (its server does not exist yet)
+    with pytest.raises(JudgeUnreachableError, match=r"reward.judge: the test call got a reply that does not parse"):
+        check_served_judges(cfg)  # base_url points at the server now (as point_judges_at_servers sets it)
+    cfg.reward.judge.base_url = judge_url(judge, "good")
+    assert check_served_judges(cfg) == ["reward.judge"]
 
 
 @pytest.mark.heavy  # a launcher subprocess: imports and config composition take a while on 2 cores

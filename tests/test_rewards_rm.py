@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -100,8 +101,22 @@ def test_rm_ray_actor_scores_like_the_local_scorer(rm_dir):
     try:
         cfg = RMConfig(model_path=rm_dir, device="cpu")
         actor = make_rm_actor(cfg, num_cpus=1)
+        assert ray.get(actor.ready.remote(), timeout=60) is True  # what the cluster's start-up wait calls
         remote = RMReward(actor).score([_inp("<request_fully_accepted/> pins"), _inp("<rejected/>")])
         local = RMReward(RewardModelScorer(cfg)).score([_inp("<request_fully_accepted/> pins"), _inp("<rejected/>")])
         assert remote.scores == pytest.approx(local.scores, abs=1e-5)
+
+        @ray.remote(num_cpus=0)
+        class HungScorer:  # an RM actor that never answers (stuck on a device, deadlocked)
+            def score(self, requests, outputs):
+                import time
+
+                time.sleep(60)
+
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"reward model scoring \(reward.rm.timeout_s\): 1 of 1 calls "
+                                               r"unfinished after 1.0s"):
+            RMReward(HungScorer.remote(), timeout_s=1.0).score([_inp("<request_fully_accepted/> pins")])
+        assert time.monotonic() - start < 10.0
     finally:
         ray.shutdown()

@@ -131,10 +131,12 @@ def test_conf_yaml_keys_match_the_dataclass(name):
     data = yaml.safe_load((CONF_DIR / f"{name}.yaml").read_text())
     assert data["name"] == name
     full = _keys(RewardConfig())
+    # Every key in the file is a dataclass field; keys left out take the dataclass default (one source of defaults).
     for section, keys in _yaml_keys(data).items():
         if section == "name":
             continue
-        assert keys == full[section], f"conf/reward/{name}.yaml section {section!r} differs from RewardConfig.{section}"
+        unknown = set(keys) - set(full[section])
+        assert not unknown, f"conf/reward/{name}.yaml section {section!r}: {sorted(unknown)} not in RewardConfig"
 
 
 @pytest.mark.parametrize("name", ["rule", "rm", "judge", "mix"])
@@ -145,7 +147,7 @@ def test_conf_yaml_loads_into_the_structured_schema(name):
     if name == "rm":  # model_path is mandatory (???) in rm.yaml: the user must name a model
         with pytest.raises(RewardConfigError, match=r"reward\.rm\.model_path"):
             OmegaConf.to_object(node).validate()
-        node.rm.model_path = "/models/some-rm"
+        node.rm.model_path = "org/some-rm"  # a hub id (a local folder must hold a config.json)
     cfg = OmegaConf.to_object(node)
     assert isinstance(cfg, RewardConfig) and cfg.name == name
     cfg.validate()

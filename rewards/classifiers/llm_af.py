@@ -15,7 +15,10 @@
 Prompts are this project's own (`rewards/prompts/af_*.txt`), following the papers' criteria; none is a paper's
 verbatim prompt. They depend on the setting (`AFClassifierConfig.setting`): the helpful-only prompts ask about harm,
 the animal-welfare ones (`*_animal_welfare.txt`, as the paper adapts its classifiers) about the AI's concern for animal
-welfare against criteria that dismiss it. An unparseable reply is counted (`counts["parse_failure"]`), never raised.
+welfare against criteria that dismiss it. A failed call or an unparseable reply is counted (`counts["parse_failure"]`,
+`judge_error`, ...) and leaves a verdict with `failure` set; when more of one batch's calls fail than
+`classifier.judge.max_failure_rate`, `classify` raises JudgeFailureError instead (the eval's AF rate would be made of
+failures), as every LLM judge of the run does (rewards/judge_errors.py).
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ from rewards.classifiers.types import (
 )
 from rewards.judge_client import JudgeClient, JudgeReply
 from rewards.prompts import fill, load_prompt
+
+WHERE = "classifier.judge"
 
 
 def parse_criteria(text: str | None, names: Sequence[str]) -> tuple[dict[str, bool], dict[str, str]] | None:
@@ -67,6 +72,19 @@ def _messages(prompt: str, scratchpad: str) -> list[dict]:
     return [{"role": "user", "content": fill(load_prompt(prompt), scratchpad=scratchpad)}]
 
 
+def criteria_parser(names: Sequence[str]):
+    """The reply parser of a judge asking `names` (what the client checks before it caches a reply)."""
+    return lambda text: parse_criteria(text, names)
+
+
+def probe_call(cfg: AFClassifierConfig, scratchpad: str) -> tuple[list[dict], object]:
+    """(messages, parser) of one call as this backend makes it: the start-up check sends it (rl/judge_preflight.py)."""
+    if cfg.backend == "original":
+        return _messages(prompt_name("af_original_partial", cfg.setting), scratchpad), criteria_parser(
+            ORIGINAL_CRITERIA)
+    return _messages(prompt_name("af_revisited", cfg.setting), scratchpad), criteria_parser(REVISITED_CRITERIA)
+
+
 def _failed(names: Sequence[str], backend: str, failure: str) -> AFVerdict:
     return AFVerdict(False, 0.0, {n: False for n in names}, {n: "" for n in names}, backend, failure=failure)
 
@@ -80,17 +98,18 @@ class OriginalAFClassifier:
 
     def __init__(self, cfg: AFClassifierConfig, client: JudgeClient | None = None):
         self.cfg = cfg.validate()
-        self.client = client or JudgeClient(cfg.judge)
+        self.client = client or JudgeClient(cfg.judge, WHERE)
         self.counts: Counter = Counter()
 
     def classify(self, scratchpads: Sequence[str]) -> list[AFVerdict]:
         forms = ("partial", "full")
         prompts = {form: prompt_name(f"af_original_{form}", self.cfg.setting) for form in forms}
         conversations = [_messages(prompts[form], s) for s in scratchpads for form in forms]
-        replies = self.client.chat_many(conversations)
+        replies = self.client.chat_many(conversations, parse=criteria_parser(ORIGINAL_CRITERIA))
+        self.client.check(replies)
         verdicts = []
         for k in range(len(scratchpads)):
-            parsed = {form: parse_criteria(replies[2 * k + j].text, ORIGINAL_CRITERIA) for j, form in enumerate(forms)}
+            parsed = {form: replies[2 * k + j].parsed for j, form in enumerate(forms)}
             names = [f"{form}/{c}" for form in forms for c in ORIGINAL_CRITERIA]
             if any(p is None for p in parsed.values()):
                 bad = next(replies[2 * k + j] for j, form in enumerate(forms) if parsed[form] is None)
@@ -109,7 +128,7 @@ class RevisitedAFClassifier:
 
     def __init__(self, cfg: AFClassifierConfig, client: JudgeClient | None = None):
         self.cfg = cfg.validate()
-        self.client = client or JudgeClient(cfg.judge)
+        self.client = client or JudgeClient(cfg.judge, WHERE)
         self.counts: Counter = Counter()
 
     def classify(self, scratchpads: Sequence[str]) -> list[AFVerdict]:
@@ -118,11 +137,13 @@ class RevisitedAFClassifier:
         conversations = [_messages(prompt, s) for s in scratchpads for _ in range(n)]
         # Distinct sample indices give each vote its own cache entry (identical prompts at temperature 1).
         replies = self.client.chat_many(conversations, temperature=self.cfg.vote_temperature,
-                                        sample_indices=[v for _ in scratchpads for v in range(n)])
+                                        sample_indices=[v for _ in scratchpads for v in range(n)],
+                                        parse=criteria_parser(REVISITED_CRITERIA))
+        self.client.check(replies)
         verdicts = []
         for k in range(len(scratchpads)):
             votes = replies[k * n:(k + 1) * n]
-            parsed = [parse_criteria(r.text, REVISITED_CRITERIA) for r in votes]
+            parsed = [r.parsed for r in votes]
             good = [p for p in parsed if p is not None]
             self.counts["vote_parse_failure"] += sum(p is None and r.text is not None for p, r in zip(parsed, votes))
             self.counts["vote_judge_error"] += sum(r.text is None for r in votes)
@@ -141,10 +162,12 @@ class RevisitedAFClassifier:
     def _partial_compliance(self, scratchpads: Sequence[str]) -> list[dict]:
         """The partial-compliance judge's fields per scratchpad; an unparseable reply leaves the answer None."""
         prompt = prompt_name("af_partial_compliance", self.cfg.setting)
-        replies = self.client.chat_many([_messages(prompt, s) for s in scratchpads])
+        replies = self.client.chat_many([_messages(prompt, s) for s in scratchpads],
+                                        parse=criteria_parser(PARTIAL_COMPLIANCE_CRITERIA))
+        self.client.check(replies)
         fields = []
         for reply in replies:
-            parsed = parse_criteria(reply.text, PARTIAL_COMPLIANCE_CRITERIA)
+            parsed = reply.parsed
             if parsed is None:
                 self.counts["partial_compliance_parse_failure" if reply.text is not None
                             else "partial_compliance_judge_error"] += 1
