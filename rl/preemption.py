@@ -118,9 +118,3 @@ def chain_previous_handler() -> None:
     if callable(previous) and previous is not _on_signal and getattr(previous, "__module__", "").startswith("submitit"):
         log.info("calling the %s handler installed before afrl's (%s)", _state.signal_name, previous)
         previous(signum, None)
-
-
-def reset_for_tests() -> None:
-    """Forget a received signal (in-process tests only)."""
-    _state.requested.clear()
-    _state.signal_name = _state.received_at = None
