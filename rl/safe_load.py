@@ -55,21 +55,20 @@ def use_safe_checkpoint_loading(engine) -> None:
     from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine
 
     current = engine.checkpoint_engine
-    if isinstance(current, SafeCheckpointEngineMixin):
+    if getattr(current, "afrl_safe_loading", False):
         return
     if type(current) is not TorchCheckpointEngine:
         raise TypeError(f"DeepSpeed checkpoint engine {type(current).__name__}: afrl only loads checkpoints through "
                         "TorchCheckpointEngine, made safe here; remove the checkpoint-engine setting from the config")
-    current.__class__ = _safe_engine_class()
+    current.__class__ = _safe_engine_class()  # same layout, one method replaced: its settings stay as they are
 
 
-class SafeCheckpointEngineMixin:
-    def load(self, path: str, map_location=None):
-        return safe_torch_load(path, map_location=map_location, allow_deepspeed=True)
+def _safe_load(self, path: str, map_location=None):
+    return safe_torch_load(path, map_location=map_location, allow_deepspeed=True)
 
 
 @functools.cache
 def _safe_engine_class():
     from deepspeed.runtime.checkpoint_engine import TorchCheckpointEngine
 
-    return type("SafeTorchCheckpointEngine", (SafeCheckpointEngineMixin, TorchCheckpointEngine), {})
+    return type("SafeTorchCheckpointEngine", (TorchCheckpointEngine,), {"load": _safe_load, "afrl_safe_loading": True})
