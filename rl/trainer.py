@@ -7,7 +7,8 @@ What `update` implements: clipped policy loss on sequence (GRPO family) or per-t
 KL to the reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch
 (Yao et al. 2025). `kl_to_reference` serves the KL-in-reward placement; the critic is its own actor (rl/critic.py).
 With `prefix_sharing` the system prompt common to a minibatch runs once per optimizer step (rl/prefix_sharing.py
-`SharedPrefix`), however many micro-batches the minibatch has.
+`SharedPrefix`), however many micro-batches the minibatch has. An optimizer step whose loss or gradient is NaN/inf
+on any rank is skipped on every rank (rl/step_gate.py); checkpoints load without unpickling (rl/safe_load.py).
 """
 from __future__ import annotations
 

@@ -3,7 +3,11 @@ real PolicyTrainer on the tiny model, in this process. Skipped = weights, Adam m
 gradients dropped, the LR schedule not advanced; the next finite step moves the weights again."""
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ from rl.trainer import PolicyTrainer
 from tests.test_trainer import GOOD, BAD, PROMPT, _sample
 
 pytestmark = pytest.mark.heavy
+REPO = Path(__file__).resolve().parent.parent
 
 
 def snapshot(engine) -> dict[str, torch.Tensor]:
@@ -149,3 +154,20 @@ def test_policy_trainer_skips_an_update_whose_gradient_is_inf(trainer):
     assert trainer.engine.skipped_steps == skipped + 1
     assert stats["skipped_update_frac"] == 1.0 and stats["nonfinite"] == 0.0  # finite losses, inf gradient
     assert all(math.isfinite(v) for v in stats.values())
+
+
+@pytest.mark.parametrize("fault", ["loss", "grad"])
+def test_a_fault_on_one_of_two_zero2_ranks_skips_the_step_on_both(tmp_path, fault):
+    """Two real processes (gloo, ZeRO-2): only rank 1 sees the NaN loss or inf gradient; neither rank updates."""
+    port = free_port()
+    outs = [tmp_path / f"rank{rank}.json" for rank in range(2)]
+    ranks = [subprocess.Popen([sys.executable, "-m", "tests.step_gate_ranks", str(rank), str(port), fault,
+                               str(outs[rank])], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in range(2)]
+    logs = [process.communicate(timeout=600)[0] for process in ranks]
+    for rank, process in enumerate(ranks):
+        assert process.returncode == 0, f"rank {rank} failed:\n{logs[rank][-3000:]}"
+    for rank, out in enumerate(outs):
+        result = json.loads(out.read_text())
+        assert result == {"first": [None, True], "faulty": [None, False], "unchanged": True, "lr_kept": True,
+                          "skipped_steps": 1, "last": [None, True], "moved": True}, (rank, result)
