@@ -113,7 +113,8 @@ class AdaptiveKLController:
         """A NaN/inf KL is refused (ValueError): `min`/`max` would pass NaN through and the coefficient would stay NaN
         for good. The driver skips the controller on such steps (rl/step_outcome.py)."""
         if not math.isfinite(current_kl):
-            raise ValueError(f"adaptive KL update with a non-finite KL ({current_kl}); the coefficient stays {self.value}")
+            raise ValueError(f"adaptive KL update with a non-finite KL ({current_kl}); "
+                             f"the coefficient stays {self.value}")
         proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + proportional_error * n_steps / self.horizon
 

@@ -1,4 +1,4 @@
-"""Loading checkpoint files without unpickling code: torch.load(weights_only=True), for afrl's own loads and DeepSpeed's.
+"""Checkpoint files loaded without unpickling code: torch.load(weights_only=True), in afrl's loads and DeepSpeed's.
 
 A checkpoint may come from someone else (`launch/eval.py model.path=<checkpoint>`, a copied run folder). A full
 unpickle runs whatever the file tells it to, so every `.pt` file afrl reads goes through `safe_torch_load`: tensors,
