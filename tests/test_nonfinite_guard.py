@@ -171,3 +171,26 @@ def test_a_fault_on_one_of_two_zero2_ranks_skips_the_step_on_both(tmp_path, faul
         result = json.loads(out.read_text())
         assert result == {"first": [None, True], "faulty": [None, False], "unchanged": True, "lr_kept": True,
                           "skipped_steps": 1, "last": [None, True], "moved": True}, (rank, result)
+
+
+def test_the_critic_skips_an_update_with_a_nan_return_instead_of_stopping_the_run(tiny_model_dir):
+    from rl.critic import CriticTrainer
+
+    algo = AlgoConfig(name="ppo", advantage="gae", group_size=1, lr=1e-2, loss_aggregation="token_mean")
+    critic = CriticTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
+                           master_port=free_port(), micro_batch_size=2, grad_accum_steps=2, device="cpu",
+                           dtype="float32", seed=0)
+    batch = _batch([0.0] * 4)
+    returns = batch.loss_mask.float()
+    critic.update(batch, returns, critic.values(batch), micro_batch_size=2)
+    before, skipped = snapshot(critic.engine), critic.engine.skipped_steps
+    bad = returns.clone()
+    bad[2] = math.nan
+    stats = critic.update(batch, bad, critic.values(batch), micro_batch_size=2)
+    assert_bitwise_equal(before, snapshot(critic.engine))
+    assert critic.engine.skipped_steps == skipped + 1
+    assert stats["critic_skipped_update_frac"] == 1.0 and stats["critic_nonfinite"] == 0.5
+    assert all(math.isfinite(v) for v in stats.values())
+    stats = critic.update(batch, returns, critic.values(batch), micro_batch_size=2)
+    assert stats["critic_skipped_update_frac"] == 0.0
+    assert not torch.equal(before["module.value_head.weight"], snapshot(critic.engine)["module.value_head.weight"])
