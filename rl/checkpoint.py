@@ -1,9 +1,11 @@
 """Atomic, verifiable checkpoints and the rules for resuming from them.
 
 Layout of `<run_dir>/checkpoints/step_000012/`: `deepspeed/` (module, optimizer, scheduler; written by every trainer
-rank), `rng_rank<r>.pt` (each rank's RNG states), `critic/` (PPO only), `driver_state.pt` (step, data cursor, W&B run
-id, driver RNG states, resolved config), `manifest.json` (every other file's relative path, size and sha256),
-`COMPLETE` (written last). `<run_dir>/checkpoints/latest` names the newest complete one.
+rank), `rng_rank<r>.json` (each rank's RNG states), `critic/` (PPO only), `driver_state.json` (step, data cursor, W&B
+run id, KL controller, non-finite guard, driver RNG states, resolved config), `manifest.json` (every other file's
+relative path, size and sha256), `COMPLETE` (written last). `<run_dir>/checkpoints/latest` names the newest complete
+one. Nothing is pickled: DeepSpeed's files are read with torch.load(weights_only=True) (rl/safe_load.py), the rest is
+JSON, so loading a checkpoint someone else wrote runs none of its code.
 
 Why a checkpoint is never half-written: everything goes into `.tmp-step_N/`, which is renamed into place only after
 the manifest and COMPLETE are written; `latest` is replaced atomically after that. A writer killed at any point leaves
@@ -13,7 +15,8 @@ fails removes its own).
 Two levels of checking, because hashing is slow for multi-GB checkpoints (sha256 reads every byte, ~1 GB/s per core):
 - `latest_checkpoint` (every resume) checks that each manifest file exists with its recorded size: this catches
   truncated writes and deleted files at the cost of one stat per file, and skips a bad checkpoint for an older one.
-- `verify_checkpoint(path)` (explicit, e.g. before archiving or after a copy) recomputes every sha256.
+- `verify_checkpoint(path)` recomputes every sha256: at every resume before anything is loaded (`load_driver_state(
+  verify_hashes=True)`), at an export, and explicitly (e.g. after a copy).
 The manifest is computed by the driver, so on several nodes the checkpoint folder must be on a shared filesystem (it
 already must be, for a resume on other nodes).
 
@@ -28,19 +31,19 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
-import torch
+from rl import rng_state
 
 log = logging.getLogger("afrl")
 
 COMPLETE = "COMPLETE"
 MANIFEST = "manifest.json"
+DRIVER_STATE = "driver_state.json"
+LEGACY_DRIVER_STATE = "driver_state.pt"  # pickled by afrl before 2026-12: refused on load
 MANIFEST_FORMAT = 1
 _HASH_CHUNK = 8 * 1024 * 1024
 
@@ -77,13 +80,12 @@ def _step_of(path: Path) -> int:
 
 
 def driver_rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The driver's RNG states as JSON data (rl/rng_state.py); the driver process uses no GPU generator."""
+    return rng_state.capture(cuda=False)
 
 
-def restore_driver_rng(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+def restore_driver_rng(state: dict, where: str = DRIVER_STATE) -> None:
+    rng_state.restore(state, where)
 
 
 # ---- writing ---------------------------------------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def save_checkpoint(run_dir: Path, step: int, driver_state: dict, save_ranks: Ca
     tmp.mkdir()
     try:
         save_ranks(str(tmp))
-        torch.save({**driver_state, "step": step, "rng": driver_rng_state()}, tmp / "driver_state.pt")
+        _write_synced(tmp / DRIVER_STATE, json.dumps({**driver_state, "step": step, "rng": driver_rng_state()}) + "\n")
         write_manifest(tmp)
         _write_synced(tmp / COMPLETE, f"{step}\n")
         _fsync_dir(tmp)
@@ -285,8 +287,33 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return next((c for c in complete if c not in tried and _usable(c)), None)
 
 
-def load_driver_state(checkpoint: Path) -> dict:
-    return torch.load(Path(checkpoint) / "driver_state.pt", weights_only=False)
+def load_driver_state(checkpoint: Path, verify_hashes: bool = False) -> dict:
+    """The driver state of a checkpoint (JSON: step, data cursor, W&B id, KL controller, guard, config, RNG).
+
+    `verify_hashes` first checks every file of the checkpoint against its manifest (sha256), before anything of it
+    is loaded: a resume does, so a damaged file stops it here, naming the file. The old pickled driver_state.pt is
+    refused (unpickling a file can run code), naming the file."""
+    checkpoint = Path(checkpoint)
+    path = checkpoint / DRIVER_STATE
+    if not path.is_file() and (checkpoint / LEGACY_DRIVER_STATE).is_file():
+        raise CheckpointError(
+            f"{checkpoint / LEGACY_DRIVER_STATE}: driver state in the old pickle format, which afrl no longer loads "
+            f"(unpickling a file can run code); expected {DRIVER_STATE}. Resume from a checkpoint written by this "
+            "version of afrl, or start a fresh run (resume=false)."
+        )
+    if verify_hashes:
+        verify_checkpoint(checkpoint, hashes=True)
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CheckpointError(f"checkpoint {checkpoint}: no {DRIVER_STATE}") from err
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a JSON driver state ({err})") from err
+    missing = [key for key in ("step", "rng") if not isinstance(state, dict) or key not in state]
+    if missing or not isinstance(state["step"], int) or isinstance(state["step"], bool):
+        found = missing or [f"step={state['step']!r}"]
+        raise CheckpointError(f"{path}: driver state lacks or has a bad {', '.join(map(str, found))}")
+    return state
 
 
 def run_dir_of(checkpoint: Path) -> Path:

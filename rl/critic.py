@@ -25,7 +25,9 @@ from torch import nn
 
 from rl.batch import TrainBatch
 from rl.losses import clipped_value_loss
-from rl.deepspeed_rank import deepspeed_config, init_rank, run_update_schedule, weight_fraction
+from rl.deepspeed_rank import deepspeed_config, finite_values, init_rank, run_update_schedule, weight_fraction
+from rl.safe_load import use_safe_checkpoint_loading
+from rl.step_gate import StepGate
 
 CRITIC_SUBDIR = "critic"
 
@@ -81,6 +83,8 @@ class CriticTrainer:
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
         )
+        use_safe_checkpoint_loading(self.engine)
+        self.gate = StepGate(self.engine)
         self.lr = config_algo.lr
 
     def ready(self) -> bool:
@@ -141,15 +145,20 @@ class CriticTrainer:
         )
         fraction = weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
-        if not torch.isfinite(scaled):
-            raise FloatingPointError(f"non-finite value loss {loss.item()} on critic rank {self.rank}")
-        self.engine.backward(scaled)
-        self.engine.step()
-        return {"vf_loss": loss.item(), **stats}
+        # Like the policy's: a non-finite value loss or gradient skips the critic's optimizer step (rl/step_gate.py);
+        # the driver counts it with the policy's and stops after fault.max_nonfinite_steps.
+        finite = self.gate.backward(scaled, zero=lambda: values.sum() * 0.0)
+        applied = self.gate.step()
+        out = finite_values({"vf_loss": loss.item(), **stats}) if finite else {}
+        out["critic_nonfinite"] = 0.0 if finite else 1.0
+        if applied is not None:
+            out["critic_skipped_update_frac"] = 0.0 if applied else 1.0
+        return out
 
     # ---- checkpoints -------------------------------------------------------------------------------------------------
     def save_checkpoint(self, directory: str) -> None:
-        """DeepSpeed state (module, optimizer, scheduler) into `directory/critic/deepspeed`."""
+        """DeepSpeed state (module, optimizer, scheduler) into `directory/critic/deepspeed`. No RNG states: the
+        critic draws no random numbers (no dropout, no sampling)."""
         self.engine.save_checkpoint(str(Path(directory) / CRITIC_SUBDIR), tag="deepspeed", save_latest=False)
 
     def load_checkpoint(self, directory: str) -> None:

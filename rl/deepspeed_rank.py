@@ -2,6 +2,7 @@
 how micro-batch losses are weighted so that they add up to the minibatch loss."""
 from __future__ import annotations
 
+import math
 import os
 import random
 
@@ -103,6 +104,11 @@ def aggregation_total(mask: torch.Tensor, aggregation: str) -> float:
     if aggregation == "seq_mean_token_mean":
         return max(float(mask.bool().any(dim=1).sum().item()), 1.0)
     return float(mask.shape[0])
+
+
+def finite_values(stats: dict[str, float]) -> dict[str, float]:
+    """The stats whose value is finite: a NaN/inf number (from a skipped micro-batch) never enters a logged mean."""
+    return {key: value for key, value in stats.items() if math.isfinite(value)}
 
 
 def run_update_schedule(loss_mask: torch.Tensor, algo, micro_batch_size: int, micro_step,

@@ -1,7 +1,8 @@
 """Failure handling for the RL loop: what to do when a loss is not finite or a Ray actor dies or hangs.
 
-- `NonFiniteGuard`: a NaN/inf loss skips that step's update (the caller does the skipping and logs it); K such steps in
-  a row stop the run with NonFiniteLossError, since by then the weights or the data are broken, not unlucky.
+- `NonFiniteGuard`: a NaN/inf loss or gradient skips that step's optimizer update on every rank (rl/step_gate.py);
+  the guard counts such steps and K in a row stop the run with NonFiniteLossError, since by then the weights or the
+  data are broken, not unlucky.
 - `classify_actor_failure`: maps an exception from `ray.get` to a failure kind ("actor_died", "timeout", "oom",
   "task_error", "other").
 - `RestartPolicy` + `run_with_restarts`: restart the run from its last checkpoint after a restartable failure, at most
@@ -35,7 +36,7 @@ class NonFiniteLossError(FloatingPointError):
 @dataclass
 class FaultConfig:
     max_restarts: int = 0  # restarts from the last checkpoint after an actor dies or hangs; 0 = exit with the cause
-    max_nonfinite_steps: int = 3  # consecutive steps with a NaN/inf loss (each one skipped) before the run stops
+    max_nonfinite_steps: int = 3  # consecutive steps with a NaN/inf loss or gradient (each one skipped) before a stop
     step_timeout_s: float = 3600.0  # deadline for one generate / update call across all actors; past it: "timeout"
 
     def __post_init__(self) -> None:
@@ -48,7 +49,8 @@ class FaultConfig:
 
 
 class NonFiniteGuard:
-    """Counts consecutive steps whose loss is NaN/inf. `record` says whether the step's update may be applied."""
+    """Counts consecutive RL steps whose update was skipped for a NaN/inf loss or gradient (the trainer and critic
+    ranks skip the optimizer step themselves, rl/step_gate.py). `observe` says whether the step's update was applied."""
 
     def __init__(self, max_consecutive: int):
         if max_consecutive < 1:
@@ -58,20 +60,25 @@ class NonFiniteGuard:
         self.skipped_total = 0
 
     def record(self, step: int, loss: float) -> bool:
-        """True: finite, apply the update. False: skip it (logged). Raises on the K-th non-finite step in a row."""
-        if math.isfinite(loss):
+        """`observe` for a step known by its loss: a non-finite loss counts as a skipped update."""
+        return self.observe(step, skipped=not math.isfinite(loss), reason=f"loss is {loss}")
+
+    def observe(self, step: int, skipped: bool, reason: str = "update skipped") -> bool:
+        """True: the update was applied. False: it was skipped (logged with `reason`). Raises NonFiniteLossError on
+        the K-th skipped step in a row (K = fault.max_nonfinite_steps)."""
+        if not skipped:
             self.consecutive = 0
             return True
         self.consecutive += 1
         self.skipped_total += 1
         if self.consecutive >= self.max_consecutive:
             raise NonFiniteLossError(
-                f"step {step}: loss is {loss}, {self.consecutive} non-finite steps in a row "
+                f"step {step}: {reason}, {self.consecutive} non-finite steps in a row "
                 f"(fault.max_nonfinite_steps={self.max_consecutive}); stopping. Lower algo.lr, check the rewards for "
                 "NaN, or set algo.tis_cap to bound importance weights."
             )
-        log.warning("step %d: non-finite loss %s, update skipped (%d in a row, %d in total)", step, loss,
-                    self.consecutive, self.skipped_total)
+        log.warning("step %d: %s; update skipped (%d in a row, %d in total)", step, reason, self.consecutive,
+                    self.skipped_total)
         return False
 
     def state_dict(self) -> dict:

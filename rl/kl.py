@@ -20,6 +20,8 @@ Coefficient: `FixedKLController` or `AdaptiveKLController` (Ziegler et al. 2019,
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -77,7 +79,15 @@ class FixedKLController:
         return {"value": self.value}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.value = float(state["value"])
+        self.value = _checked_coef(state)
+
+
+def _checked_coef(state: dict) -> float:
+    """The saved coefficient, refused when it is not a finite number >= 0 (a checkpoint of a run whose KL went NaN)."""
+    value = state.get("value") if isinstance(state, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"KL controller state: value must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 class AdaptiveKLController:
@@ -100,6 +110,11 @@ class AdaptiveKLController:
         self.horizon = int(horizon)
 
     def update(self, current_kl: float, n_steps: int) -> None:
+        """A NaN/inf KL is refused (ValueError): `min`/`max` would pass NaN through and the coefficient would stay NaN
+        for good. The driver skips the controller on such steps (rl/step_outcome.py)."""
+        if not math.isfinite(current_kl):
+            raise ValueError(f"adaptive KL update with a non-finite KL ({current_kl}); "
+                             f"the coefficient stays {self.value}")
         proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + proportional_error * n_steps / self.horizon
 
@@ -108,4 +123,4 @@ class AdaptiveKLController:
         return {"value": self.value}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.value = float(state["value"])
+        self.value = _checked_coef(state)

@@ -31,6 +31,7 @@ from rl.fault import RestartPolicy, run_with_restarts
 from rl.progress import StepProgress
 from rl.run_setup import Run, setup_run
 from rl.scoring import score
+from rl.step_outcome import finite_metrics, settle_step
 from rollouts.engine import SamplingSpec
 from rollouts.prompt_specs import build_prompt_specs
 from rollouts.types import FREE_TIER
@@ -82,7 +83,9 @@ def update(run: Run, shards, adv: torch.Tensor, critic_update) -> dict[str, floa
         rank_batch.advantages = adv[rows].clone()
     loss_kl_coef = run.kl_ctl.value if run.cfg.algo.kl_in == "loss" else 0.0
     per_rank = run.cluster.update([b for _, b in shards], run.cfg.trainer.micro_batch_size, loss_kl_coef)
-    stats = {key: sum(r[key] for r in per_rank) / len(per_rank) for key in per_rank[0]}
+    # A rank whose micro-batches all had a non-finite loss reports no loss stats: average over the ranks that do.
+    keys = dict.fromkeys(key for r in per_rank for key in r)
+    stats = {key: sum(r[key] for r in per_rank if key in r) / sum(key in r for r in per_rank) for key in keys}
     if critic_update is not None:
         stats.update(run.cluster.wait(critic_update, "critic update"))
     return stats
@@ -104,10 +107,12 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
     adv, critic_update = timer.time("advantages", advantages, run, batch, scores, kl_tokens)
     train_stats = timer.time("update", update, run, shards, adv, critic_update)
     timer.time("sync", run.cluster.sync_weights, cfg.rollout.sync_timeout_s)
-    kl_ctl.update(stats.get("train/kl_response_sum", train_stats.get("kl_response_sum", 0.0)), len(samples))
-    run.guard.record(step, float("nan") if train_stats["nonfinite"] > 0 else train_stats["loss"])  # raises after K
-    return {**step_metrics(samples, scores, adv, batch.loss_mask, kl_ctl.value), **stats,
-            **{k if k.startswith("time/") else f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds()}
+    # The guard's verdict (raises after K skipped steps in a row) gates the KL controller; NaN stays out of the row.
+    measured_kl = stats.get("train/kl_response_sum", train_stats.get("kl_response_sum", 0.0))
+    guard_metrics = settle_step(step, run.guard, kl_ctl, train_stats, measured_kl, len(samples))
+    return finite_metrics(step, {
+        **step_metrics(samples, scores, adv, batch.loss_mask, kl_ctl.value), **stats, **guard_metrics,
+        **{k if k.startswith("time/") else f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds()})
 
 
 def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:

@@ -51,7 +51,8 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.dtype)
     plan = plan_resume(cfg.resume, run_dir, cfg.exp_name)
     resume_from, run_dir = plan.checkpoint, plan.run_dir  # a resumed run keeps writing into its own folder
-    state = ckpt.load_driver_state(resume_from) if resume_from else {"step": 0, "wandb_id": None}
+    # A resume checks every file's sha256 against the manifest before it loads any of them.
+    state = ckpt.load_driver_state(resume_from, verify_hashes=True) if resume_from else {"step": 0, "wandb_id": None}
     if resume_from:
         for change in ckpt.check_resume_compatible(state["config"], config_dict):  # raises on run-changing fields
             log.info("resuming with a changed setting that does not change the run: %s", change)
@@ -74,7 +75,7 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     guard = NonFiniteGuard(cfg.fault.max_nonfinite_steps)
     if resume_from:
         cluster.load(str(resume_from))
-        ckpt.restore_driver_rng(state["rng"])
+        ckpt.restore_driver_rng(state["rng"], f"{resume_from}/{ckpt.DRIVER_STATE}")
         kl_ctl.load_state_dict(state["kl_controller"])
         cluster.sync_weights(cfg.rollout.sync_timeout_s)
         logger.truncate_after(state["step"])

@@ -7,19 +7,25 @@ What `update` implements: clipped policy loss on sequence (GRPO family) or per-t
 KL to the reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch
 (Yao et al. 2025). `kl_to_reference` serves the KL-in-reward placement; the critic is its own actor (rl/critic.py).
 With `prefix_sharing` the system prompt common to a minibatch runs once per optimizer step (rl/prefix_sharing.py
-`SharedPrefix`), however many micro-batches the minibatch has.
+`SharedPrefix`), however many micro-batches the minibatch has. An optimizer step whose loss or gradient is NaN/inf
+on any rank is skipped on every rank (rl/step_gate.py); checkpoints load without unpickling (rl/safe_load.py).
 """
 from __future__ import annotations
 
-import random
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rl import rng_state
 from rl.batch import TrainBatch
-from rl.deepspeed_rank import deepspeed_config, init_rank, min_over_ranks, run_update_schedule, weight_fraction
+from rl.deepspeed_rank import (
+    deepspeed_config, finite_values, init_rank, min_over_ranks, run_update_schedule, weight_fraction,
+)
+from rl.safe_load import use_safe_checkpoint_loading
+from rl.step_gate import StepGate
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
 from rl.logprobs import token_logprobs
@@ -63,6 +69,8 @@ class PolicyTrainer:
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
         )
+        use_safe_checkpoint_loading(self.engine)
+        self.gate = StepGate(self.engine)
         self.reference = None
         if algo.uses_reference:
             self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.engine.device)
@@ -191,8 +199,10 @@ class PolicyTrainer:
         # DeepSpeed divides by gradient_accumulation_steps; scale so the micro losses sum to the minibatch loss.
         fraction = weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
-        stats.update(self._backward_and_step(scaled, zero=lambda: logits.float().sum() * 0.0))
-        return stats
+        step_stats = self._backward_and_step(scaled, zero=lambda: logits.float().sum() * 0.0)
+        # A micro-batch whose loss is not finite here reports only the flags, so no NaN reaches the update's means.
+        kept = finite_values(stats) if math.isfinite(stats["loss"]) and torch.isfinite(loss).item() else {}
+        return {**kept, **step_stats}
 
     def _begin_minibatch(self, batch: TrainBatch):
         """With prefix sharing: run the minibatch's shared prefix once (with grad) before its micro-batches."""
@@ -221,22 +231,22 @@ class PolicyTrainer:
         return stats
 
     def _backward_and_step(self, loss: torch.Tensor, zero) -> dict[str, float]:
-        """DeepSpeed backward + (boundary-aware) step. Every rank must take part in the gradient all-reduce, so a
-        non-finite loss on any rank replaces it by `zero()` on all of them; `nonfinite` is 1.0 when that happened (the
-        driver counts it and stops after fault.max_nonfinite_steps). At an optimizer step, also the gradient norm
-        before clipping."""
-        finite = min_over_ranks(float(torch.isfinite(loss).item()), self.engine.device)
-        if finite == 0:
-            loss = zero()
-        self.engine.backward(loss)
+        """DeepSpeed backward + (boundary-aware) step through the StepGate: a non-finite loss on any rank is replaced
+        by `zero()` on every rank (all must join the gradient reduction), and the optimizer step that ends such a
+        window, or whose gradients are not finite, is skipped on every rank (rl/step_gate.py). `nonfinite` is 1.0 for
+        a non-finite loss; at an optimizer step `skipped_update_frac` is 1.0 when it was skipped (over the update: the
+        share of skipped optimizer steps) and, when it was applied, `grad_norm` is the gradient norm before clipping."""
+        finite = self.gate.backward(loss, zero)
         boundary = self.engine.is_gradient_accumulation_boundary()
         # Without ZeRO, DeepSpeed's fp32 path clips without keeping the norm: take it from the accumulated gradients.
         own_norm = self._accumulated_grad_norm() if boundary and self.engine.zero_optimization_stage() == 0 else None
-        self.engine.step()
-        stats = {"nonfinite": 1.0 - finite}
+        applied = self.gate.step()
+        stats = {"nonfinite": 0.0 if finite else 1.0}
         if boundary:
-            norm = self.engine.get_global_grad_norm()
-            stats["grad_norm"] = float(norm if norm is not None else own_norm)
+            stats["skipped_update_frac"] = 0.0 if applied else 1.0
+            if applied:
+                norm = self.engine.get_global_grad_norm()
+                stats["grad_norm"] = float(norm if norm is not None else own_norm)
         return stats
 
     def _accumulated_grad_norm(self) -> float | None:
@@ -257,26 +267,19 @@ class PolicyTrainer:
         return weights
 
     def save_checkpoint(self, directory: str) -> None:
-        """DeepSpeed state (module, optimizer, scheduler) plus this rank's RNG states into `directory`."""
+        """DeepSpeed state (module, optimizer, scheduler) plus this rank's RNG states (JSON) into `directory`."""
         self.engine.save_checkpoint(directory, tag="deepspeed", save_latest=False)
-        rng = {
-            "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        }
-        torch.save(rng, Path(directory) / f"rng_rank{self.rank}.pt")
+        rng_state.save(Path(directory) / f"rng_rank{self.rank}.json")
 
     def load_checkpoint(self, directory: str) -> None:
+        """DeepSpeed's files are read with weights_only=True (rl/safe_load.py), the RNG states from JSON."""
         path, _ = self.engine.load_checkpoint(
             directory, tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True
         )
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}/deepspeed")
-        rng = torch.load(Path(directory) / f"rng_rank{self.rank}.pt", weights_only=False)
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        rng_file = Path(directory) / f"rng_rank{self.rank}.json"
+        rng_state.restore(rng_state.load(rng_file), str(rng_file))
 
     def save_hf(self, directory: str) -> None:
         """Save the policy as a plain HF folder (what eval and other tools load)."""

@@ -49,11 +49,11 @@ def test_save_writes_a_manifest_that_verifies_and_round_trips_the_driver_state(t
     manifest = ckpt.read_manifest(path)
     listed = {entry["path"]: entry["size"] for entry in manifest["files"]}
     assert listed == {"deepspeed/mp_rank_00_model_states.pt": 700, "rng_rank0.pt": 4, "rng_rank1.pt": 4,
-                      "driver_state.pt": (path / "driver_state.pt").stat().st_size}
+                      "driver_state.json": (path / "driver_state.json").stat().st_size}
     ckpt.verify_checkpoint(path)
     state = ckpt.load_driver_state(path)
     assert (state["step"], state["data_cursor"], state["wandb_id"]) == (1, 2, "abc")
-    assert state["config"] == CONFIG and set(state["rng"]) == {"python", "numpy", "torch"}
+    assert state["config"] == CONFIG and set(state["rng"]) == {"format", "python", "numpy", "torch", "cuda"}
 
 
 def test_verification_names_a_truncated_file_and_latest_skips_that_checkpoint(tmp_path):

@@ -30,4 +30,4 @@ def test_ppo_with_two_trainer_ranks_two_engines_and_a_critic(tiny_model_dir, tmp
     assert sorted(p.name for p in deepspeed_dir.glob("*optim_states.pt")) == [
         "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"
     ]
-    assert (deepspeed_dir.parent / "rng_rank0.pt").exists() and (deepspeed_dir.parent / "rng_rank1.pt").exists()
+    assert (deepspeed_dir.parent / "rng_rank0.json").exists() and (deepspeed_dir.parent / "rng_rank1.json").exists()

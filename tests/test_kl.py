@@ -85,3 +85,15 @@ def test_adaptive_kl_state_round_trips_for_resume():
     restored = AdaptiveKLController(0.1, 6.0, 10000)
     restored.load_state_dict(controller.state_dict())
     assert restored.value == pytest.approx(0.102)
+
+
+def test_adaptive_controller_refuses_a_non_finite_kl_and_a_non_finite_saved_coefficient():
+    from rl.kl import AdaptiveKLController, FixedKLController
+
+    controller = AdaptiveKLController(0.1, target=6.0, horizon=100)
+    with pytest.raises(ValueError, match=r"non-finite KL \(nan\); the coefficient stays 0.1"):
+        controller.update(float("nan"), 8)
+    assert controller.value == 0.1
+    for kind in (controller, FixedKLController(0.1)):
+        with pytest.raises(ValueError, match="KL controller state: value must be a finite number >= 0, got nan"):
+            kind.load_state_dict({"value": float("nan")})

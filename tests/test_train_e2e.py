@@ -63,7 +63,7 @@ def test_metrics_have_training_and_eval_keys_with_finite_values(full_run):
 def test_training_changed_the_weights(full_run, tiny_model_dir):
     before = load_file(tiny_model_dir / "model.safetensors")
     states = torch.load(
-        full_run / "checkpoints" / "step_000003" / "deepspeed" / "mp_rank_00_model_states.pt", weights_only=False
+        full_run / "checkpoints" / "step_000003" / "deepspeed" / "mp_rank_00_model_states.pt", weights_only=True
     )["module"]
     changed = [name for name, tensor in before.items() if not torch.equal(tensor, states[name].float())]
     assert len(changed) == len(before), f"unchanged tensors: {sorted(set(before) - set(changed))}"
@@ -75,7 +75,7 @@ def test_checkpoints_are_complete_and_pruned(full_run):
     assert sorted(p.name for p in checkpoints.glob("step_*")) == ["step_000002", "step_000003"]
     assert not list(checkpoints.glob(".tmp-*"))
     for step_dir in checkpoints.glob("step_*"):
-        assert (step_dir / "COMPLETE").exists() and (step_dir / "rng_rank0.pt").exists()
+        assert (step_dir / "COMPLETE").exists() and (step_dir / "rng_rank0.json").exists()
 
 
 def _wait_for_step(run_dir: Path, step: int, process: subprocess.Popen, output: Path, timeout: float = 300) -> None:
