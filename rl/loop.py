@@ -187,7 +187,8 @@ def maybe_checkpoint(run: Run, step: int, final: bool = False) -> None:
     if (c.every and step % c.every == 0) or (final and c.at_end):
         driver = {"wandb_id": run.logger.wandb_id, "config": run.config_dict, "kl_controller": run.kl_ctl.state_dict(),
                   "nonfinite_guard": run.guard.state_dict(),
-                  "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step)}
+                  "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step),
+                  "data_fingerprint": run.data_fingerprint}
         log.info("checkpoint %s", ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, c.keep_last))
 
 

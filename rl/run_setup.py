@@ -16,11 +16,11 @@ from rl.algo_config import build_kl_controller
 from rl.cluster import Cluster, start_cluster
 from rl.config import TrainConfig
 from rl.hardware import resolve_hardware
+from rl.input_checks import check_run_inputs
 from rl.fault import NonFiniteGuard
 from rl.judge_preflight import check_judge_endpoints
 from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.planted import PLANTED_FILE
-from rollouts.datasets import load_requests, split_requests
 from rollouts.types import Request
 
 log = logging.getLogger("afrl")
@@ -41,6 +41,7 @@ class Run:
     kl_ctl: object
     guard: NonFiniteGuard
     first_step: int
+    data_fingerprint: dict | None = None  # stored in checkpoints, compared on resume (rl/input_checks.py)
 
 
 def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
@@ -56,9 +57,8 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     log.info("%s; run folder %s; device %s (%s)", resume_message, run_dir, hardware.device, hardware.dtype)
 
     copy_planted_rates(cfg.model.path, run_dir)
-    train_requests, eval_requests = split_requests(
-        load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
-    )
+    inputs = check_run_inputs(cfg, state if resume_from else None)  # data, splits, prompt lengths: before the cluster
+    train_requests, eval_requests = inputs.train, inputs.eval
     checked = check_judge_endpoints(cfg)  # before the cluster: a missing judge fails in seconds, not minutes
     if checked:
         log.info("LLM judges reachable: %s", ", ".join(checked))
@@ -80,7 +80,8 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
              cfg.rollout.n_engines, cfg.trainer.world_size, cfg.resources.placement,
              " (vLLM sleeps during the update)" if cluster.engines_sleep else "")
     return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
-               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1)
+               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1,
+               inputs.fingerprint)
 
 
 def copy_planted_rates(model_path: str, run_dir: Path) -> None:

@@ -8,11 +8,23 @@ from rollouts.prompts import assistant_prefill, build_messages
 from rollouts.types import Request
 
 
+def render_prompt_texts(requests: list[Request], tier: str, setting: SettingConfig, tokenizer) -> list[str]:
+    prefill = assistant_prefill(setting)
+    return [render_prompt(tokenizer, build_messages(request.text, tier, setting), prefill) for request in requests]
+
+
 def build_prompt_specs(requests: list[Request], tier: str, setting: SettingConfig, tokenizer) -> list[PromptSpec]:
     prefill = assistant_prefill(setting)
     specs = []
-    for request in requests:
-        text = render_prompt(tokenizer, build_messages(request.text, tier, setting), prefill)
+    for request, text in zip(requests, render_prompt_texts(requests, tier, setting, tokenizer)):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         specs.append(PromptSpec(request=request, tier=tier, token_ids=tuple(ids), prefill=prefill))
     return specs
+
+
+def prompt_token_counts(requests: list[Request], tier: str, setting: SettingConfig, tokenizer) -> list[int]:
+    """Prompt length in tokens of each request, rendered and tokenized exactly as `build_prompt_specs` does."""
+    texts = render_prompt_texts(requests, tier, setting, tokenizer)
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
