@@ -71,8 +71,9 @@ def check_data_unchanged(saved: dict | None, current: dict, allow_changed: bool)
                for split in ("train", "eval") if saved[split]["sha256"] != current[split]["sha256"]]
     if not changed:
         return
-    where = f"the requests loaded from {current['source']} differ from those the checkpoint was trained on " \
-            f"(loaded then from {saved['source']}):\n  " + "\n  ".join(changed)
+    then = f" (loaded then from {saved['source']})" if saved["source"] != current["source"] else ""
+    where = (f"the requests loaded from {current['source']} differ from those the checkpoint was trained on{then}:\n  "
+             + "\n  ".join(changed))
     if allow_changed:
         log.warning("data.allow_changed=true: resuming although %s", where)
         return
