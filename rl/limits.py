@@ -13,7 +13,8 @@ def check_timeout(key: str, value: object, error: type[Exception] = ValueError) 
     """A timeout must be a finite number of seconds in (0, MAX_TIMEOUT_S]."""
     number = not isinstance(value, bool) and isinstance(value, (int, float))
     if not (number and math.isfinite(value) and 0 < value <= MAX_TIMEOUT_S):
-        raise error(f"{key}: expected a finite number of seconds > 0 and <= {MAX_TIMEOUT_S:.0f} (7 days), got {value!r}")
+        raise error(f"{key}: expected a finite number of seconds > 0 and <= {MAX_TIMEOUT_S:.0f} (7 days), "
+                    f"got {value!r}")
 
 
 def check_count(key: str, value: object, low: int, high: int, error: type[Exception] = ValueError) -> None:

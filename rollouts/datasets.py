@@ -83,7 +83,7 @@ def _check_text(value: object, where: str, column: str) -> str:
 
 
 def _read_jsonl(path: Path, column: str) -> Iterator[str]:
-    for line_number, line in enumerate(read_utf8(path, DatasetError).splitlines(), start=1):
+    for line_number, line in enumerate(read_utf8(path, DatasetError).split("\n"), start=1):  # not splitlines: U+2028
         if not line.strip():
             continue  # blank lines (e.g. a trailing newline) are not rows
         where = f"{path}, line {line_number}"

@@ -33,8 +33,9 @@ def read_jsonl_lines(path: Path, error: type[Exception], drop_torn_tail: bool = 
     off by a crash).
     """
     text = read_utf8(path, error)
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    unterminated = bool(text) and not text.endswith(("\n", "\r"))
+    # split on "\n" only: str.splitlines would also split inside a JSON string holding U+2028 or other separators
+    lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    unterminated = not text.endswith("\n")
     rows = []
     for position, (line_number, line) in enumerate(lines):
         try:

@@ -36,7 +36,8 @@ def _write_requests(path, texts):
 def test_demo_data_passes_and_is_counted(tiny_model_dir):
     summary = check_run_inputs(_config(tiny_model_dir))
     assert len(summary.train) > 0 and len(summary.eval) > 0
-    assert summary.describe().startswith(f"data {summary.source}: {len(summary.train)} train / {len(summary.eval)} eval")
+    counts = f"{len(summary.train)} train / {len(summary.eval)} eval"
+    assert summary.describe().startswith(f"data {summary.source}: {counts}")
     assert 0 < summary.longest_prompt + 16 <= 2048  # smoke: max_new_tokens 16, max_model_len 2048
 
 
@@ -79,8 +80,9 @@ def test_a_prompt_past_max_model_len_names_the_request_and_both_numbers(tiny_mod
 
 def test_eval_prompts_are_checked_with_the_eval_budget_in_both_tiers(tiny_model_dir):
     cfg = _config(tiny_model_dir, "eval.max_new_tokens=2000")  # the demo prompts (~1.3k tokens) + 2000 > 2048
-    with pytest.raises(InputError, match=r"prompts from .* do not fit rollout\.max_model_len=2048:\n  request [0-9a-f]{16} "
-                                         r"\(eval split, free tier, .* prompt tokens \+ eval\.max_new_tokens=2000"):
+    with pytest.raises(InputError, match=r"prompts from .* do not fit rollout\.max_model_len=2048:\n  request "
+                                         r"[0-9a-f]{16} \(eval split, free tier, .* prompt tokens \+ "
+                                         r"eval\.max_new_tokens=2000"):
         check_run_inputs(cfg)
 
 
@@ -114,7 +116,7 @@ def test_changed_data_is_refused_on_resume_and_allowed_with_the_override(tiny_mo
 def test_fingerprint_compare_without_a_saved_fingerprint_and_the_override_is_not_a_run_change():
     requests = [make_request(f"r{i}", "t") for i in range(4)]
     current = data_fingerprint("f.jsonl", requests[:3], requests[3:])
-    check_data_unchanged(None, current, allow_changed=False)  # a checkpoint from before fingerprints: nothing to compare
+    check_data_unchanged(None, current, allow_changed=False)  # a checkpoint without one: nothing to compare
     check_data_unchanged(current, data_fingerprint("moved/f.jsonl", requests[:3], requests[3:]), allow_changed=False)
     with pytest.raises(InputError, match=r"eval: checkpoint 1 requests sha256 [0-9a-f]{16}, now 0 requests"):
         check_data_unchanged(current, data_fingerprint("f.jsonl", requests, []), allow_changed=False)
@@ -167,3 +169,23 @@ def test_the_report_reads_a_run_whose_files_end_in_a_torn_line(tmp_path, caplog)
     (tmp_path / "metrics.jsonl").write_text(TORN + "\n" + _rows_text(ROWS))
     with pytest.raises(ValueError, match=r"metrics\.jsonl: row 1: not valid JSON"):
         load_run(tmp_path)
+
+
+def test_a_checkpoint_stores_the_fingerprint_that_the_resume_compares(tiny_model_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from rl import checkpoint as ckpt
+    from rl.algo_config import build_kl_controller
+    from rl.fault import NonFiniteGuard
+    from rl.loop import maybe_checkpoint
+    from rl.run_setup import Run
+
+    cfg = _config(tiny_model_dir, "ckpt.every=1")
+    inputs = check_run_inputs(cfg)
+    no_ranks = SimpleNamespace(save=lambda folder: None)  # the driver state is what this test reads, not rank state
+    run = Run(cfg, tmp_path, {"seed": 0}, inputs.tokenizer, inputs.train, inputs.eval, None, None, no_ranks,
+              SimpleNamespace(wandb_id=None), build_kl_controller(cfg.algo), NonFiniteGuard(3), 1, inputs.fingerprint)
+    maybe_checkpoint(run, 1)
+    state = ckpt.load_driver_state(ckpt.latest_checkpoint(tmp_path))
+    assert state["data_fingerprint"] == inputs.fingerprint
+    assert check_run_inputs(cfg, state).fingerprint == inputs.fingerprint  # same data: the resume goes on
