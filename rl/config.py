@@ -131,7 +131,7 @@ class TrainConfig:
     total_steps: int = 10
     resume: Optional[str] = None  # None/false = fresh; true = latest run of this exp_name; PATH = that run or checkpoint
     run_dir: Optional[str] = None  # None = Hydra's output dir
-    dry_run: bool = False  # compose, validate and write run_info.json, then stop (check a sweep before launching it)
+    dry_run: bool = False  # validate config, data and prompt lengths, write run_info.json, stop (check a sweep first)
     model: ModelConfig = field(default_factory=ModelConfig)
     setting: SettingConfig = field(default_factory=SettingConfig)
     data: DataConfig = field(default_factory=DataConfig)

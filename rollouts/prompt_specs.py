@@ -4,7 +4,7 @@ from __future__ import annotations
 from rollouts.chat import render_prompt
 from rollouts.config import SettingConfig
 from rollouts.engine import PromptSpec
-from rollouts.prompts import assistant_prefill, build_messages
+from rollouts.prompts import assistant_prefill, build_messages, build_user_turn
 from rollouts.types import Request
 
 
@@ -28,3 +28,19 @@ def prompt_token_counts(requests: list[Request], tier: str, setting: SettingConf
     if not texts:
         return []
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def user_turn_token_counts(requests: list[Request], tier: str, setting: SettingConfig, tokenizer) -> list[int]:
+    """Estimated prompt lengths in tokens, without tokenizing the (up to 5k-token) system prompt once per request.
+
+    A prompt is fixed text (template, system prompt, prefill) around the user turn, and the user turn starts and ends
+    with fixed tags, so its length is the fixed part's (measured once, with a placeholder request) plus the user turn's;
+    only a tokenizer whose merges reach across those tags would count a token or two differently.
+    """
+    if not requests:
+        return []
+    placeholder = "x"
+    fixed = (prompt_token_counts([Request(id="placeholder", text=placeholder, source="")], tier, setting, tokenizer)[0]
+             - len(tokenizer(build_user_turn(placeholder, tier, setting), add_special_tokens=False)["input_ids"]))
+    turns = [build_user_turn(request.text, tier, setting) for request in requests]
+    return [fixed + len(ids) for ids in tokenizer(turns, add_special_tokens=False)["input_ids"]]

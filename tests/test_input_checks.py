@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 
 import pytest
 from hydra import compose, initialize_config_dir
+from transformers import AutoTokenizer
 
 from rl.checkpoint import check_resume_compatible
 from rl.config import load_config, register_schema
 from rl.input_checks import InputError, check_data_unchanged, check_run_inputs, data_fingerprint
 from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.run_data import load_run
+from rollouts.config import SettingConfig
 from rollouts.datasets import make_request, request_id, split_requests
+from rollouts.prompt_specs import prompt_token_counts, user_turn_token_counts
+from rollouts.types import FREE_TIER, PAID_TIER
 from tests.train_runs import REPO
 
 register_schema()
@@ -74,7 +79,8 @@ def test_a_prompt_past_max_model_len_names_the_request_and_both_numbers(tiny_mod
     assert "1 of 2 prompts from" in message and "long.jsonl do not fit rollout.max_model_len=2048" in message
     assert f"request {request_id(long_request)} (train split, free tier, text 'Summarise this: lorem" in message
     prompt_tokens = int(message.split("): ")[1].split(" prompt tokens")[0])
-    assert prompt_tokens > 2048 - 16
+    assert prompt_tokens == prompt_token_counts([make_request(long_request, "t")], FREE_TIER, cfg.setting,
+                                                AutoTokenizer.from_pretrained(tiny_model_dir))[0]
     assert f"{prompt_tokens} prompt tokens + rollout.max_new_tokens=16 = {prompt_tokens + 16} > 2048" in message
 
 
@@ -84,6 +90,20 @@ def test_eval_prompts_are_checked_with_the_eval_budget_in_both_tiers(tiny_model_
                                          r"[0-9a-f]{16} \(eval split, free tier, .* prompt tokens \+ "
                                          r"eval\.max_new_tokens=2000"):
         check_run_inputs(cfg)
+
+
+@pytest.mark.parametrize("setting", [SettingConfig(), SettingConfig(few_shot_examples=True),
+                                     SettingConfig(acceptance_suffix=False, prefill=False, tier_tag="user_tier",
+                                                   free_value="free", paid_value="paid")])
+def test_estimated_prompt_lengths_match_the_tokenized_prompts(setting, tiny_model_dir):
+    """The check tokenizes only the user turns of most requests; their sum with the fixed part must be exact."""
+    rng = random.Random(0)
+    words = ["alpha", "</user_input>", "Ünïcode", "数据", "  spaced", "\n\nnew", "x", "<INPUT>", "emoji🙂", "end."]
+    requests = [make_request(" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))), "t") for _ in range(60)]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for tier in (FREE_TIER, PAID_TIER):
+        assert (user_turn_token_counts(requests, tier, setting, tokenizer)
+                == prompt_token_counts(requests, tier, setting, tokenizer))
 
 
 # ---- data fingerprint on resume ----------------------------------------------------------------------------------
