@@ -89,8 +89,11 @@ def run(cfg: DictConfig) -> None:
     info = {"exp_name": config.exp_name, "model": config.model.path, "wandb_group": config.logger.group,
             "overrides": list(HydraConfig.get().overrides.task)}
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
-    if config.dry_run:
-        print(f"[afrl] dry run: config valid, run folder {plan.run_dir}; {plan.message}")
+    if config.dry_run:  # the data and every prompt's length are checked too: a dry run passes only what a run would
+        from rl.input_checks import check_run_inputs
+
+        print(f"[afrl] dry run: config valid, {check_run_inputs(config).describe()}, run folder {plan.run_dir}; "
+              f"{plan.message}")
         return
     if already_complete(plan.checkpoint, config.total_steps):
         print(f"[afrl] run already complete: {plan.checkpoint} is step {config.total_steps} or later (raise "

@@ -55,6 +55,7 @@ RUN_INVARIANT_KEYS = (
     "rollout.block_size",
     "model.name", "model.gradient_checkpointing",
     "fault",
+    "data.allow_changed",  # an override for the resume itself (rl/input_checks.py), not a change to the run
 )
 
 

@@ -18,6 +18,7 @@ from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import RewardConfig
 from rl.algo_config import AlgoConfig
 from rl.fault import FaultConfig
+from rl.limits import MAX_MODEL_LEN, MAX_TURNS, check_count, check_timeout
 from rl.placement import PLACEMENTS
 from rl.sft.config import SFTConfig
 from rollouts.config import DataConfig, SettingConfig
@@ -134,7 +135,7 @@ class TrainConfig:
     # true = newest run of exp_name under outputs/ and multirun/; PATH = that run folder or checkpoint (rl/resume.py)
     resume: Optional[str] = "auto"
     run_dir: Optional[str] = None  # None = Hydra's output dir
-    dry_run: bool = False  # compose, validate and write run_info.json, then stop (check a sweep before launching it)
+    dry_run: bool = False  # validate config, data and prompt lengths, write run_info.json, stop (check a sweep first)
     model: ModelConfig = field(default_factory=ModelConfig)
     setting: SettingConfig = field(default_factory=SettingConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -200,12 +201,17 @@ def validate(cfg: TrainConfig) -> None:
     r = cfg.rollout
     for key in ("n_engines", "prompts_per_step", "max_new_tokens", "max_turns", "max_model_len"):
         _check(getattr(r, key) >= 1, f"rollout.{key}", getattr(r, key), "an int >= 1")
+    check_count("rollout.max_model_len", r.max_model_len, 2, MAX_MODEL_LEN, ConfigError)
+    check_count("rollout.max_turns", r.max_turns, 1, MAX_TURNS, ConfigError)
+    for key, value in (("rollout.max_new_tokens", r.max_new_tokens), ("eval.max_new_tokens", cfg.eval.max_new_tokens)):
+        if value is not None:  # the prompt needs at least one token of the context too
+            check_count(key, value, 1, r.max_model_len - 1, ConfigError)
     _check(r.temperature > 0, "rollout.temperature", r.temperature, "a number > 0 (RL needs sampling)")
     _check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "a number in (0, 1]")
     _check(r.kv_cache_gb > 0, "rollout.kv_cache_gb", r.kv_cache_gb, "a number > 0")
     _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
     _check(r.block_size is None or r.block_size >= 1, "rollout.block_size", r.block_size, "null or an int >= 1")
-    _check(r.sync_timeout_s > 0, "rollout.sync_timeout_s", r.sync_timeout_s, "a number > 0")
+    check_timeout("rollout.sync_timeout_s", r.sync_timeout_s, ConfigError)
     t = cfg.trainer
     _check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")
     _check(t.micro_batch_size >= 1, "trainer.micro_batch_size", t.micro_batch_size, "an int >= 1")
@@ -242,8 +248,7 @@ def validate(cfg: TrainConfig) -> None:
     _check(cfg.resources.placement in PLACEMENTS, "resources.placement", cfg.resources.placement, " | ".join(PLACEMENTS))
     _check(str(cfg.resources.engine_sleep).lower() in ("auto", "true", "false"), "resources.engine_sleep",
            cfg.resources.engine_sleep, "auto | true | false")
-    _check(cfg.resources.placement_timeout_s > 0, "resources.placement_timeout_s", cfg.resources.placement_timeout_s,
-           "a number of seconds > 0")
+    check_timeout("resources.placement_timeout_s", cfg.resources.placement_timeout_s, ConfigError)
     cfg.reward.validate()
     cfg.classifier.validate()
     try:

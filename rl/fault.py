@@ -22,8 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
+from rl.limits import check_count, check_timeout
+
 log = logging.getLogger("afrl")
 T = TypeVar("T")
+MAX_RESTARTS = 100
+MAX_NONFINITE_STEPS = 1000
 
 FAILURE_KINDS = ("actor_died", "timeout", "oom", "task_error", "judge_failure", "other")
 RESTARTABLE_KINDS = ("actor_died", "timeout")
@@ -44,8 +48,9 @@ class FaultConfig:
             raise ValueError(f"fault.max_restarts must be >= 0, got {self.max_restarts}")
         if self.max_nonfinite_steps < 1:
             raise ValueError(f"fault.max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
-        if not self.step_timeout_s > 0:
-            raise ValueError(f"fault.step_timeout_s must be > 0, got {self.step_timeout_s}")
+        check_count("fault.max_restarts", self.max_restarts, 0, MAX_RESTARTS)  # more would loop on a broken run
+        check_count("fault.max_nonfinite_steps", self.max_nonfinite_steps, 1, MAX_NONFINITE_STEPS)
+        check_timeout("fault.step_timeout_s", self.step_timeout_s)
 
 
 class NonFiniteGuard:

@@ -244,6 +244,7 @@ def maybe_checkpoint(run: Run, step: int, clock: CheckpointClock, final: bool = 
 def save(run: Run, step: int, clock: CheckpointClock, eval_pending: bool = False) -> Path:
     driver = {"wandb_id": run.logger.wandb_id, "config": run.config_dict, "kl_controller": run.kl_ctl.state_dict(),
               "nonfinite_guard": run.guard.state_dict(), "eval_pending": eval_pending,
+              "data_fingerprint": run.data_fingerprint,
               "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step)}
     path = ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, run.cfg.ckpt.keep_last)
     clock.saved(step)

@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from rollouts.jsonl import read_jsonl_lines
+
 
 def _finite_or_none(value):
     if isinstance(value, float) and not math.isfinite(value):
@@ -19,11 +21,14 @@ def _finite_or_none(value):
 
 
 def truncate_jsonl(path: Path, step: int) -> None:
-    """Drop rows with a step after `step` (logged by an interrupted process before a resume): one consistent history."""
+    """Drop rows with a step after `step` (logged by an interrupted process before a resume): one consistent history.
+
+    A last row cut off mid-write by the crash is dropped with a warning; a bad row before it is an error naming it.
+    """
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in rows if json.loads(line).get("step", 0) <= step]
+    rows = read_jsonl_lines(path, ValueError, drop_torn_tail=True)
+    kept = [line for _, line, row in rows if row.get("step", 0) <= step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)

@@ -16,12 +16,12 @@ from rl.algo_config import build_kl_controller
 from rl.cluster import Cluster, start_cluster
 from rl.config import TrainConfig
 from rl.hardware import resolve_hardware
+from rl.input_checks import check_run_inputs
 from rl.fault import NonFiniteGuard
-from rl.judge_preflight import check_judge_endpoints
+from rl.judge_preflight import check_judge_endpoints, check_served_judges
 from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.planted import PLANTED_FILE
 from rl.resume import plan_resume
-from rollouts.datasets import load_requests, split_requests
 from rollouts.types import Request
 
 log = logging.getLogger("afrl")
@@ -43,6 +43,7 @@ class Run:
     guard: NonFiniteGuard
     first_step: int
     eval_pending: bool = False  # the checkpoint's step skipped its eval (a preemption): run it before the next step
+    data_fingerprint: dict | None = None  # stored in checkpoints, compared on resume (rl/input_checks.py)
 
 
 def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
@@ -61,13 +62,15 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     log.info("%s; run folder %s; device %s (%s)", plan.message, run_dir, hardware.device, hardware.dtype)
 
     copy_planted_rates(cfg.model.path, run_dir)
-    train_requests, eval_requests = split_requests(
-        load_requests(cfg.data, cfg.setting.name), cfg.data.eval_fraction, cfg.data.split_salt
-    )
+    inputs = check_run_inputs(cfg, state if resume_from else None)  # data, splits, prompt lengths: before the cluster
+    train_requests, eval_requests = inputs.train, inputs.eval
     checked = check_judge_endpoints(cfg)  # before the cluster: a missing judge fails in seconds, not minutes
     if checked:
         log.info("LLM judges reachable: %s", ", ".join(checked))
     cluster = start_cluster(cfg, hardware, log_dir=run_dir)  # before the reward: a served judge sets base_url
+    served = check_served_judges(cfg)  # the same parsed test call as an external judge gets, now that it is up
+    if served:
+        log.info("served LLM judges answer: %s", ", ".join(served))
     reward = build_reward(cfg.reward, rm_scorer=cluster.reward_model)
     classifier = build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None
     logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])
@@ -86,7 +89,7 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
              " (vLLM sleeps during the update)" if cluster.engines_sleep else "")
     return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
                eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1,
-               bool(state.get("eval_pending")))
+               bool(state.get("eval_pending")), inputs.fingerprint)
 
 
 def drop_history_of_a_run_without_checkpoint(run_dir: Path) -> None:

@@ -88,6 +88,9 @@ class DataConfig:
     eval_fraction: float = 0.25  # share of requests held out for eval (by hash, so stable across runs and files)
     split_salt: str = ""  # change to draw a different (still deterministic) train/eval split
     max_requests: Optional[int] = None  # keep the first N requests after deduplication (file order)
+    # Resume: accept requests that differ from the checkpoint's (its fingerprint of the loaded requests); off, an edited
+    # data file stops the resume instead of silently changing what the rest of the run trains on.
+    allow_changed: bool = False
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:
@@ -101,7 +104,8 @@ class DataConfig:
             raise ValueError("data.source=hf needs data.hf_name (e.g. LLM-LAT/harmful-dataset), got None")
         if not self.text_column.strip():
             raise ValueError(f"data.text_column must be a column name, got {self.text_column!r}")
-        if not 0.0 <= self.eval_fraction <= 1.0:
-            raise ValueError(f"data.eval_fraction must be in [0, 1], got {self.eval_fraction!r}")
+        if not 0.0 <= self.eval_fraction < 1.0:  # 1.0 holds out every request: nothing is left to train on
+            raise ValueError(f"data.eval_fraction must be in [0, 1) (the share of requests held out for eval; the "
+                             f"rest are trained on), got {self.eval_fraction!r}")
         if self.max_requests is not None and self.max_requests < 1:
             raise ValueError(f"data.max_requests must be >= 1 or None, got {self.max_requests!r}")

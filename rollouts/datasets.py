@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import unicodedata
 from importlib import resources
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from rollouts.config import DataConfig
+from rollouts.jsonl import read_utf8
 from rollouts.types import Request
 
 DEMO_SETS = {"helpful_only": "helpful_only", "animal_welfare": "animal_welfare", "custom": "helpful_only"}
@@ -81,36 +83,52 @@ def _check_text(value: object, where: str, column: str) -> str:
 
 
 def _read_jsonl(path: Path, column: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue  # blank lines (e.g. a trailing newline) are not rows
-            where = f"{path}, line {line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            if column not in row:
-                raise DatasetError(f"{where}: no column {column!r} (columns: {sorted(row)}); set data.text_column")
-            yield _check_text(row[column], where, column)
+    for line_number, line in enumerate(read_utf8(path, DatasetError).split("\n"), start=1):  # not splitlines: U+2028
+        if not line.strip():
+            continue  # blank lines (e.g. a trailing newline) are not rows
+        where = f"{path}, line {line_number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        if column not in row:
+            raise DatasetError(f"{where}: no column {column!r} (columns: {sorted(row)}); set data.text_column")
+        yield _check_text(row[column], where, column)
+
+
+# csv's default field limit (131,072 characters) is below what a long-context request can hold; past this bound a
+# field is more likely an unclosed quote swallowing the rest of the file than a request.
+CSV_FIELD_LIMIT = 4 * 1024 * 1024
 
 
 def _read_csv(path: Path, column: str) -> Iterator[str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
+    # strict: an unclosed quote at the end of the file is an error, not one request holding the rest of the file
+    reader = csv.DictReader(io.StringIO(read_utf8(path, DatasetError), newline=""), strict=True)
+    rows_read, header_read = 0, False
+    previous_limit = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
         if reader.fieldnames is None:
             raise DatasetError(f"{path}: empty file (no header row)")
+        header_read = True
         if column not in reader.fieldnames:
             raise DatasetError(f"{path}: no column {column!r} in the header {reader.fieldnames}; set data.text_column")
-        for row_number, row in enumerate(reader, start=1):
-            where = f"{path}, row {row_number} (line {reader.line_num})"
+        for row in reader:
+            rows_read += 1
+            where = f"{path}, row {rows_read} (line {reader.line_num})"
             if None in row:
                 raise DatasetError(f"{where}: more fields than the header's {len(reader.fieldnames)}")
             if any(value is None for value in row.values()):
                 raise DatasetError(f"{where}: fewer fields than the header's {len(reader.fieldnames)}")
             yield _check_text(row[column], where, column)
+    except csv.Error as error:  # an unclosed quote, a field over CSV_FIELD_LIMIT
+        # DictReader.line_num is the end line of the last good row (or 0 before the header): the bad row starts after it
+        where = f"row {rows_read + 1}" if header_read else "header row"
+        raise DatasetError(f"{path}, {where} (line {reader.line_num + 1}): not valid CSV ({error}); check the "
+                           "quoting: an unclosed quote runs on to the end of the file") from None
+    finally:
+        csv.field_size_limit(previous_limit)
 
 
 def _read_parquet(path: Path, column: str) -> Iterator[str]:
@@ -169,6 +187,15 @@ def read_hf_texts(name: str, split: str, column: str, subset: str | None = None)
     if column not in table.column_names:
         raise DatasetError(f"{where}: no column {column!r} (columns: {table.column_names}); set data.text_column")
     return [_check_text(value, f"{where}, row {i}", column) for i, value in enumerate(table[column], start=1)]
+
+
+def data_source_name(data: DataConfig, setting_name: str) -> str:
+    """Where the requests come from, for messages: the file's path or the HF dataset's name and split."""
+    if data.source == "demo":
+        return str(demo_path(setting_name))
+    if data.source == "hf":
+        return f"HF dataset {data.hf_name!r} (subset {data.hf_subset!r}, split {data.hf_split!r})"
+    return str(data.path)
 
 
 def load_requests(data: DataConfig, setting_name: str) -> list[Request]:

@@ -56,6 +56,47 @@ def test_bad_values_name_the_key(override, key, tiny_model_dir):
         load_config(_compose(override, f"model.path={tiny_model_dir}"))
 
 
+@pytest.mark.parametrize("key", ["rollout.sync_timeout_s", "fault.step_timeout_s", "resources.placement_timeout_s"])
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-5", "1e9"])
+def test_timeouts_must_be_finite_positive_and_below_a_week(key, value, tiny_model_dir):
+    with pytest.raises(ValueError, match=rf"{key.replace('.', r'[.]')}: expected a finite number of seconds > 0 and "
+                                         r"<= 604800 \(7 days\), got"):
+        load_config(_compose(f"{key}={value}", f"model.path={tiny_model_dir}"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("fault.max_restarts=1000", r"fault\.max_restarts: expected an int in \[0, 100\], got 1000"),
+    ("fault.max_nonfinite_steps=100000", r"fault\.max_nonfinite_steps: expected an int in \[1, 1000\], got 100000"),
+    ("rollout.max_turns=1000", r"rollout\.max_turns: expected an int in \[1, 64\], got 1000"),
+    ("rollout.max_new_tokens=4096", r"rollout\.max_new_tokens: expected an int in \[1, 4095\], got 4096"),
+    ("eval.max_new_tokens=5000", r"eval\.max_new_tokens: expected an int in \[1, 4095\], got 5000"),
+    ("rollout.max_model_len=10000000", r"rollout\.max_model_len: expected an int in \[2, 1048576\], got 10000000"),
+    ("data.eval_fraction=1.0", r"data\.eval_fraction must be in \[0, 1\) .*got 1\.0"),
+])
+def test_counts_are_bounded(override, message, tiny_model_dir):
+    with pytest.raises(ValueError, match=message):
+        load_config(_compose(override, f"model.path={tiny_model_dir}"))
+
+
+def test_dry_run_loads_the_data_and_prints_the_split(tiny_model_dir, tmp_path):
+    result = subprocess.run([sys.executable, str(TRAIN), "+exp=smoke", f"model.path={tiny_model_dir}", "dry_run=true",
+                             f"run_dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[afrl] dry run: config valid, data " in result.stdout
+    assert " train / " in result.stdout and " eval requests; longest prompt " in result.stdout
+
+
+def test_dry_run_fails_on_a_broken_data_file(tiny_model_dir, tmp_path):
+    path = tmp_path / "requests.csv"
+    path.write_bytes("goal,target\nExplain tides.,x\nCaf\u00e9 menu ideas,y\n".encode("latin-1"))
+    result = subprocess.run([sys.executable, str(TRAIN), "+exp=smoke", f"model.path={tiny_model_dir}", "dry_run=true",
+                             "data=file", f"data.path={path}", f"run_dir={tmp_path / 'run'}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert result.returncode != 0
+    assert f"{path}: line 3 (byte offset 32): byte 0xe9 is not UTF-8" in result.stderr, result.stderr[-3000:]
+    assert "dry run: config valid" not in result.stdout
+
+
 def test_dataset_row_without_text_names_file_and_row(tmp_path):
     path = tmp_path / "requests.jsonl"
     path.write_text(json.dumps({"goal": "Explain photosynthesis."}) + "\n" + json.dumps({"goal": "  "}) + "\n")

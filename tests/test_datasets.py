@@ -1,13 +1,14 @@
 """Request loading, dedup and the hash split, on small files written by the tests (good and malformed)."""
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
 
 from rollouts.config import DataConfig
-from rollouts.datasets import (DatasetError, load_requests, make_request, read_file_texts, read_hf_texts, request_id,
-                               split_requests)
+from rollouts.datasets import (CSV_FIELD_LIMIT, DatasetError, load_requests, make_request, read_file_texts,
+                               read_hf_texts, request_id, split_requests)
 
 
 def test_request_id_is_stable_and_normalised():
@@ -101,6 +102,37 @@ def test_malformed_files_name_file_row_and_reason(tmp_path, name, content, colum
         read_file_texts(path, column)
 
 
+@pytest.mark.parametrize("name,content,message", [
+    ("latin1.csv", "goal,target\nok,fine\ncaf\u00e9 order,x\n".encode("latin-1"),
+     r"latin1\.csv: line 3 \(byte offset 23\): byte 0xe9 is not UTF-8 .*convert the file to UTF-8"),
+    ("latin1.jsonl", '{"goal": "ok"}\n{"goal": "caf\u00e9"}\n'.encode("latin-1"),
+     r"latin1\.jsonl: line 2 \(byte offset 28\): byte 0xe9 is not UTF-8 .*convert the file to UTF-8"),
+    ("bom_latin1.csv", b"\xef\xbb\xbfgoal,target\ncaf\xe9,x\n",  # the offset counts the BOM's 3 bytes
+     r"bom_latin1\.csv: line 2 \(byte offset 18\): byte 0xe9"),
+    ("unclosed.csv", b'goal,target\nok,fine\n"unclosed quote,x\nmore,y\n',
+     r"unclosed\.csv, row 2 \(line 3\): not valid CSV \(unexpected end of data\); check the quoting"),
+    ("huge.csv", b'goal,target\nok,fine\n"' + b"a" * (CSV_FIELD_LIMIT + 1) + b'",x\n',
+     r"huge\.csv, row 2 \(line 3\): not valid CSV \(field larger than field limit \(4194304\)\)"),
+    ("header.csv", b'"goal,target\nok,fine\n', r"header\.csv, header row \(line 1\): not valid CSV"),
+])
+def test_undecodable_and_unparseable_files_name_file_and_row(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DatasetError, match=message):
+        read_file_texts(path, "goal")
+    assert csv.field_size_limit() == 131072  # the reader's raised limit does not leak to the rest of the process
+
+
+def test_bom_is_dropped_and_long_fields_are_read(tmp_path):
+    (tmp_path / "bom.csv").write_bytes("\ufeffgoal,target\nhello there,x\n".encode("utf-8"))
+    (tmp_path / "bom.jsonl").write_bytes('\ufeff{"goal": "hello"}\n'.encode("utf-8"))
+    long_request = "word " * 40_000  # 200,000 characters: past csv's default field limit
+    (tmp_path / "long.csv").write_text(f'goal,target\n"{long_request}",x\n', encoding="utf-8")
+    assert read_file_texts(tmp_path / "bom.csv", "goal") == ["hello there"]
+    assert read_file_texts(tmp_path / "bom.jsonl", "goal") == ["hello"]
+    assert read_file_texts(tmp_path / "long.csv", "goal") == [long_request]
+
+
 def test_data_config_validation(tmp_path):
     with pytest.raises(ValueError, match="data.source must be one of"):
         DataConfig(source="web")
@@ -112,6 +144,8 @@ def test_data_config_validation(tmp_path):
         DataConfig(source="hf")
     with pytest.raises(ValueError, match="eval_fraction"):
         DataConfig(eval_fraction=-0.1)
+    with pytest.raises(ValueError, match=r"data\.eval_fraction must be in \[0, 1\) .*got 1\.0"):
+        DataConfig(eval_fraction=1.0)  # every request held out: nothing to train on
     with pytest.raises(ValueError, match="max_requests"):
         DataConfig(max_requests=0)
 

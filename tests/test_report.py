@@ -228,10 +228,10 @@ def test_bad_run_directories_raise_naming_the_file(tmp_path):
         load_run(tmp_path)
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "step_0003.jsonl").write_text('{"step": 3, "tier": "free", "compliant": true}\n{not json\n')
-    with pytest.raises(ValueError, match=r"step_0003.jsonl:2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"step_0003.jsonl: row 2: not valid JSON"):
         load_run(tmp_path)
     (tmp_path / "eval" / "step_0003.jsonl").write_text('{"step": 4, "tier": "free", "compliant": true}\n')
-    with pytest.raises(ValueError, match=r"step_0003.jsonl:1: field 'step' is 4"):
+    with pytest.raises(ValueError, match=r"step_0003.jsonl: row 1: field 'step' is 4"):
         load_run(tmp_path)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from rl.eval_metrics import DEFAULT_VARIANT, eval_metrics, variant_prefix
 from rl.report.planted import PLANTED_FILE
+from rollouts.jsonl import read_jsonl_objects
 
 _EVAL_FILE = re.compile(r"^step_(\d{4,})\.jsonl$")
 
@@ -60,10 +61,11 @@ def load_run(run_dir: str | Path) -> RunData:
     data = RunData(run_dir=run_dir)
     metrics_path = run_dir / "metrics.jsonl"
     if metrics_path.exists():
-        data.metrics_rows = read_jsonl(metrics_path)
-        for line, row in enumerate(data.metrics_rows, start=1):
+        rows = read_jsonl_objects(metrics_path, ValueError, drop_torn_tail=True)
+        for line, row in rows:
             if not isinstance(row.get("step"), int):
-                raise ValueError(f"{metrics_path}:{line}: field 'step' must be an int, got {row.get('step')!r}")
+                raise ValueError(f"{metrics_path}: row {line}: field 'step' must be an int, got {row.get('step')!r}")
+        data.metrics_rows = [row for _, row in rows]
     data.eval_records = read_eval_dir(run_dir / "eval")
     if not data.metrics_rows and not data.eval_records:
         raise ValueError(f"run_dir {str(run_dir)!r} has neither metrics.jsonl rows nor eval/step_XXXX.jsonl files")
@@ -94,29 +96,13 @@ def read_eval_dir(eval_dir: Path) -> dict[int, list[dict[str, Any]]]:
         if not match:
             continue
         step = int(match.group(1))
-        records = read_jsonl(path)
-        for line, record in enumerate(records, start=1):
+        rows = read_jsonl_objects(path, ValueError, drop_torn_tail=True)
+        for line, record in rows:
             if record.get("step", step) != step:
-                raise ValueError(f"{path}:{line}: field 'step' is {record.get('step')!r} but the file is for step {step}")
-        by_step[step] = records
+                raise ValueError(f"{path}: row {line}: field 'step' is {record.get('step')!r} but the file is for "
+                                 f"step {step}")
+        by_step[step] = [record for _, record in rows]
     return dict(sorted(by_step.items()))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """One JSON object per non-blank line; a line that is not a JSON object raises ValueError naming file and line."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
 
 
 def metric_series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
