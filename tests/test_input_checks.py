@@ -197,15 +197,16 @@ def test_a_checkpoint_stores_the_fingerprint_that_the_resume_compares(tiny_model
     from rl import checkpoint as ckpt
     from rl.algo_config import build_kl_controller
     from rl.fault import NonFiniteGuard
-    from rl.loop import maybe_checkpoint
+    from rl.loop import CheckpointClock, maybe_checkpoint
     from rl.run_setup import Run
 
     cfg = _config(tiny_model_dir, "ckpt.every=1")
     inputs = check_run_inputs(cfg)
     no_ranks = SimpleNamespace(save=lambda folder: None)  # the driver state is what this test reads, not rank state
     run = Run(cfg, tmp_path, {"seed": 0}, inputs.tokenizer, inputs.train, inputs.eval, None, None, no_ranks,
-              SimpleNamespace(wandb_id=None), build_kl_controller(cfg.algo), NonFiniteGuard(3), 1, inputs.fingerprint)
-    maybe_checkpoint(run, 1)
+              SimpleNamespace(wandb_id=None), build_kl_controller(cfg.algo), NonFiniteGuard(3), 1,
+              data_fingerprint=inputs.fingerprint)
+    maybe_checkpoint(run, 1, CheckpointClock(every_minutes=0, last_step=0))
     state = ckpt.load_driver_state(ckpt.latest_checkpoint(tmp_path))
     assert state["data_fingerprint"] == inputs.fingerprint
     assert check_run_inputs(cfg, state).fingerprint == inputs.fingerprint  # same data: the resume goes on

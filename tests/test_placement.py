@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,26 @@ def test_a_learner_actor_keeps_a_freed_large_buffer_in_its_heap(local_ray):
     kept, returned = ray.get([keeping.heap_mb_after_freeing_a_buffer.remote(),
                               default.heap_mb_after_freeing_a_buffer.remote()], timeout=120)
     assert kept >= 256 > returned, (kept, returned)
+
+
+def test_the_readiness_wait_names_the_actor_that_is_late_and_the_one_that_failed(local_ray):
+    ray = local_ray
+    from rl.actor_ready import wait_until_ready
+
+    @ray.remote(num_cpus=0)
+    class Role:
+        def __init__(self, delay_s: float, fail: bool = False):
+            self.delay_s, self.fail = delay_s, fail
+
+        def ready(self) -> bool:
+            time.sleep(self.delay_s)
+            if self.fail:
+                raise RuntimeError("model folder has no config.json")
+            return True
+
+    fast, slow = Role.remote(0.0), Role.remote(60.0)
+    with pytest.raises(TimeoutError, match=r"1 of 2 not ready after 5s: trainer rank 0"):
+        wait_until_ready({"rollout engine 0": fast, "trainer rank 0": slow}, timeout_s=5)
+    broken = Role.remote(0.0, fail=True)
+    with pytest.raises(ray.exceptions.RayTaskError, match="no config.json"):
+        wait_until_ready({"reward model": broken}, timeout_s=30)

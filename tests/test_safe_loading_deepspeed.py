@@ -10,24 +10,14 @@ import pytest
 import torch
 
 from rl import rng_state
-from rl.algo_config import AlgoConfig
 from rl.cluster import free_port
 from rl.deepspeed_rank import init_rank
 from rl.safe_load import UnsafeCheckpointError, use_safe_checkpoint_loading
-from rl.trainer import PolicyTrainer
-from tests.test_nonfinite_guard import assert_bitwise_equal, snapshot
+from tests.test_nonfinite_guard import assert_bitwise_equal, snapshot, trainer  # noqa: F401 (trainer: a fixture)
 from tests.test_safe_loading import plant
 from tests.test_trainer import _batch
 
 pytestmark = pytest.mark.heavy
-
-
-@pytest.fixture(scope="module")
-def trainer(tiny_model_dir):
-    algo = AlgoConfig(lr=1e-3, kl_coef=0.0, tis_cap=None)
-    return PolicyTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
-                         master_port=free_port(), micro_batch_size=2, grad_accum_steps=2, device="cpu",
-                         dtype="float32", seed=0)
 
 
 def test_a_trainer_checkpoint_round_trips_and_refuses_planted_files(trainer, tmp_path):
