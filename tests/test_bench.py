@@ -16,6 +16,7 @@ from rl.bench.floor import (
     unique_prefix_tokens,
 )
 from rl.bench.table import build_result, format_table, summarise_side, write_json
+from tests.train_runs import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,7 +196,7 @@ def test_bench_smoke_on_tiny_model(tiny_model_dir, tmp_path):
         f"json_path={out}", f"work_dir={tmp_path / 'work'}", "matmul_seconds=0.2",
         'afrl_overrides=["rollout.kv_cache_gb=1"]', f"hydra.run.dir={tmp_path / 'hydra'}",
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=420,
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S,
                           env={**os.environ, "WANDB_MODE": "disabled"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -261,7 +262,7 @@ def test_bench_afrl_side_on_hf_generate_engines(tiny_model_dir, tmp_path):
         "hardware.rollout_backend=hf", "hardware.sides=[afrl]", f"json_path={out}", f"work_dir={tmp_path / 'work'}",
         "matmul_seconds=0.2", f"hydra.run.dir={tmp_path / 'hydra'}",
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD_S,
                           env={**os.environ, "WANDB_MODE": "disabled"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "rollouts on cpu with HF generate" in done.stdout + done.stderr

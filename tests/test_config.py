@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from rl.config import ConfigError, load_config, register_schema
 from rollouts.datasets import DatasetError, load_requests
 from rollouts.config import DataConfig
-from tests.train_runs import REPO, TRAIN
+from tests.train_runs import HANG_GUARD_S, REPO, TRAIN
 
 register_schema()
 
@@ -80,7 +80,7 @@ def test_counts_are_bounded(override, message, tiny_model_dir):
 
 def test_dry_run_loads_the_data_and_prints_the_split(tiny_model_dir, tmp_path):
     result = subprocess.run([sys.executable, str(TRAIN), "+exp=smoke", f"model.path={tiny_model_dir}", "dry_run=true",
-                             f"run_dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=180)
+                             f"run_dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[afrl] dry run: config valid, data " in result.stdout
     assert " train / " in result.stdout and " eval requests; longest prompt " in result.stdout
@@ -91,7 +91,7 @@ def test_dry_run_fails_on_a_broken_data_file(tiny_model_dir, tmp_path):
     path.write_bytes("goal,target\nExplain tides.,x\nCaf\u00e9 menu ideas,y\n".encode("latin-1"))
     result = subprocess.run([sys.executable, str(TRAIN), "+exp=smoke", f"model.path={tiny_model_dir}", "dry_run=true",
                              "data=file", f"data.path={path}", f"run_dir={tmp_path / 'run'}"],
-                            cwd=REPO, capture_output=True, text=True, timeout=180)
+                            cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode != 0
     assert f"{path}: line 3 (byte offset 32): byte 0xe9 is not UTF-8" in result.stderr, result.stderr[-3000:]
     assert "dry run: config valid" not in result.stdout
@@ -106,7 +106,7 @@ def test_dataset_row_without_text_names_file_and_row(tmp_path):
 
 def test_cli_reports_an_unknown_key_and_exits_nonzero():
     result = subprocess.run([sys.executable, str(TRAIN), "+exp=smoke", "algo.klcoef=0.1"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode != 0
     assert "klcoef" in result.stderr
 
@@ -122,7 +122,7 @@ def test_sweep_makes_one_run_folder_per_job_in_one_wandb_group(tiny_model_dir, t
     result = subprocess.run(
         [sys.executable, str(TRAIN), "-m", "+exp=smoke", f"model.path={tiny_model_dir}", "dry_run=true",
          "algo.kl_coef=0,0.05", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     infos = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/run_info.json"))]

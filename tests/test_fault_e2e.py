@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.train_runs import REPO, read_jsonl, train_command, train_env
+from tests.train_runs import HANG_GUARD_S, REPO, read_jsonl, train_command, train_env
 
 pytestmark = pytest.mark.heavy
 
@@ -43,7 +43,7 @@ def test_killed_engine_restarts_from_the_last_checkpoint(tiny_model_dir, tmp_pat
         assert victims, "found no rollout engine of this run"
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
-        output, _ = process.communicate(timeout=400)
+        output, _ = process.communicate(timeout=HANG_GUARD_S)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -14,7 +14,7 @@ from rl.judge_preflight import JudgeUnreachableError, check_judge_endpoints
 from rl.judge_server import judge_configs
 from tests.judge_server import judge_url, start_judge_server, stop_judge_server
 from tests.test_config import _compose
-from tests.train_runs import REPO, train_env
+from tests.train_runs import HANG_GUARD_S, REPO, train_env
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_train_refuses_to_start_without_the_judge(tiny_model_dir, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     command = [sys.executable, str(REPO / "launch" / "train.py"), "+exp=helpful_only", f"model.path={tiny_model_dir}",
                f"classifier.judge.base_url={url}", f"hydra.run.dir={tmp_path / 'run'}", "logger.wandb=false"]
-    result = subprocess.run(command, cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=180)
+    result = subprocess.run(command, cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert f"classifier.judge.base_url={url}: no judge answers" in output

@@ -25,6 +25,7 @@ from rl.judge_server import served_judges
 from rl.placement import create_placement_group, plan_placement
 from tests.judge_checks import check_judge_reward, check_revisited_classifier
 from tests.test_judge_serve import _served
+from tests.train_runs import HANG_GUARD_S
 
 pytestmark = pytest.mark.heavy
 
@@ -50,7 +51,7 @@ def served(local_ray, tiny_model_dir, tmp_path_factory):
     cfg.classifier = AFClassifierConfig(backend="revisited", votes=2, judge=JudgeConfig(**common))
     judges = served_judges(cfg)
     plan = plan_placement("split", 0, 0, False, False, use_gpus=False, judge_gpus=tuple(j.gpus for j in judges))
-    group = create_placement_group(plan, timeout_s=30)
+    group = create_placement_group(plan, timeout_s=HANG_GUARD_S)
     start = time.monotonic()
     servers = start_judge_servers(judges, plan.judges, group, on_gpu=False, hardware_dtype="float32",
                                   log_dir=tmp_path_factory.mktemp("judge_logs"), bind_local=True)

@@ -18,8 +18,9 @@ import pytest
 from rewards.classifiers import AFClassifierConfig
 from rewards.config import JudgeConfig
 from tests.judge_checks import check_judge_reward, check_revisited_classifier
+from tests.train_runs import HANG_GUARD_S
 
-HEALTH_TIMEOUT_S = 180
+HEALTH_TIMEOUT_S = HANG_GUARD_S
 
 
 def _free_port() -> int:

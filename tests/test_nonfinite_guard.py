@@ -19,6 +19,7 @@ from rl.deepspeed_rank import init_rank
 from rl.step_gate import StepGate
 from rl.trainer import PolicyTrainer
 from tests.test_trainer import GOOD, BAD, PROMPT, _sample
+from tests.train_runs import HANG_GUARD_S
 
 pytestmark = pytest.mark.heavy
 REPO = Path(__file__).resolve().parent.parent
@@ -164,7 +165,7 @@ def test_a_fault_on_one_of_two_zero2_ranks_skips_the_step_on_both(tmp_path, faul
     ranks = [subprocess.Popen([sys.executable, "-m", "tests.step_gate_ranks", str(rank), str(port), fault,
                                str(outs[rank])], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for rank in range(2)]
-    logs = [process.communicate(timeout=600)[0] for process in ranks]
+    logs = [process.communicate(timeout=HANG_GUARD_S)[0] for process in ranks]
     for rank, process in enumerate(ranks):
         assert process.returncode == 0, f"rank {rank} failed:\n{logs[rank][-3000:]}"
     for rank, out in enumerate(outs):

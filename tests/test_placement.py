@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rl.placement import PlacementPlan, Slot, create_placement_group, plan_placement, slot_options
+from tests.train_runs import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +79,7 @@ def test_actors_start_in_their_slots_of_one_placement_group(local_ray):
 
     plan = plan_placement("colocated", n_engines=2, world_size=2, with_critic=False, with_reward_model=False,
                           use_gpus=False)
-    group = create_placement_group(plan, timeout_s=60)
+    group = create_placement_group(plan, timeout_s=HANG_GUARD_S)
     try:
         table = ray.util.placement_group_table(group)
         assert table["state"] == "CREATED" and list(table["bundles"].values()) == [{"CPU": 2.0}, {"CPU": 2.0}]

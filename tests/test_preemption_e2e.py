@@ -16,7 +16,7 @@ from rl.config import load_config, register_schema
 from rl.data_order import step_indices
 from rl.preemption import PREEMPTED_EXIT_CODE
 from rollouts.datasets import load_requests, split_requests
-from tests.train_runs import REPO, read_jsonl, run_train, train_command, train_env
+from tests.train_runs import HANG_GUARD_S, REPO, read_jsonl, run_train, train_command, train_env
 
 pytestmark = pytest.mark.heavy
 
@@ -69,7 +69,7 @@ def test_sigterm_checkpoints_exits_75_and_the_same_command_continues(tiny_model_
                 pass
         signalled = time.monotonic()
         os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=400)
+        process.wait(timeout=HANG_GUARD_S)
         stop_seconds = time.monotonic() - signalled
     finally:
         if process.poll() is None:

@@ -14,6 +14,7 @@ import pytest
 from rl.report.build import ReportConfig, build_report
 from rl.report.html_page import render_html, select_transcripts
 from rl.report.run_data import load_run
+from tests.train_runs import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = (0, 10, 20)
@@ -204,7 +205,7 @@ def test_page_has_no_console_errors_in_headless_chromium(report):
 def test_cli_script_writes_report(tmp_path):
     run_dir = write_synthetic_run(tmp_path / "run")
     result = subprocess.run([sys.executable, str(REPO / "launch" / "report.py"), f"run_dir={run_dir}",
-                             f"out={tmp_path / 'cli'}"], capture_output=True, text=True, timeout=120)
+                             f"out={tmp_path / 'cli'}"], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cli" / "report.html").exists() and str(tmp_path / "cli" / "summary.md") in result.stdout
 

@@ -16,6 +16,7 @@ from rl.config import register_schema
 from rl.run_folder import default_run_name, slurm_job_name
 from rl.run_lock import RunFolderLocked, RunLock
 from rl.run_log import log_failure_to_files, log_to_file
+from tests.train_runs import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,7 @@ def test_a_second_writer_launched_through_train_py_stops_before_starting_anythin
     try:
         result = subprocess.run(
             [sys.executable, str(REPO / "launch" / "train.py"), "+exp=smoke", f"model.path={tiny_model_dir}",
-             f"run_dir={run_dir}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+             f"run_dir={run_dir}"], cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S)
     finally:
         holder.kill()
         holder.wait()
@@ -118,7 +119,7 @@ def test_resume_true_with_no_checkpoint_anywhere_stops_at_start_naming_where_it_
     result = subprocess.run(
         [sys.executable, str(REPO / "launch" / "train.py"), "+exp=smoke", f"model.path={tiny_model_dir}",
          f"run_dir={tmp_path / 'run'}", "exp_name=never_run_before", "resume=true"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 1
     assert ("ResumeError: resume=true: no checkpoint of exp_name=never_run_before under outputs/never_run_before or "
             "multirun/never_run_before") in result.stderr, result.stderr

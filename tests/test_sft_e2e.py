@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.test_sft import organism_like_transcripts, write_jsonl
-from tests.train_runs import REPO, read_jsonl, run_train, train_env
+from tests.train_runs import HANG_GUARD_S, REPO, read_jsonl, run_train, train_env
 
 pytestmark = pytest.mark.heavy
 
@@ -27,7 +27,7 @@ def sft_dir(tiny_model_dir, tmp_path_factory) -> Path:
     command = [sys.executable, str(REPO / "launch" / "sft.py"), "+sft=organism", f"sft.model={tiny_model_dir}",
                f"sft.data={data}", f"sft.output_dir={out}", "sft.epochs=1", "sft.batch_size=4", "sft.max_length=128",
                "sft.heldout_fraction=0.2", "sft.learning_rate=3e-3", "sft.train_last_n_layers=null"]
-    result = subprocess.run(command, cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     assert "held-out loss" in result.stdout and "saved SFT model" in result.stdout
     info = json.loads((out / "sft_info.json").read_text())

@@ -11,6 +11,10 @@ REPO = Path(__file__).resolve().parent.parent
 TRAIN = REPO / "launch" / "train.py"
 
 
+# How long a test waits for a child run (or a server, a placement) before calling it hung. A bound against hangs, not a
+# speed check: on a machine shared with another heavy job, start-up alone runs several times slower than when idle.
+HANG_GUARD_S = 1800
+
 # Set in this process by the in-process DeepSpeed tests; a child that inherits them joins their (gone) process group.
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
@@ -26,7 +30,7 @@ def train_command(model_dir: Path, run_dir: Path, *overrides: str) -> list[str]:
     return [sys.executable, str(TRAIN), "+exp=smoke", f"model.path={model_dir}", f"run_dir={run_dir}", *overrides]
 
 
-def run_train(model_dir: Path, run_dir: Path, *overrides: str, timeout: int = 420) -> subprocess.CompletedProcess:
+def run_train(model_dir: Path, run_dir: Path, *overrides: str, timeout: int = HANG_GUARD_S) -> subprocess.CompletedProcess:
     result = subprocess.run(
         train_command(model_dir, run_dir, *overrides), cwd=REPO, env=train_env(), capture_output=True, text=True,
         timeout=timeout,
