@@ -2,12 +2,22 @@
 how micro-batch losses are weighted so that they add up to the minibatch loss."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+log = logging.getLogger("afrl")
+
+# DeepSpeed JIT-builds this op (CPU shared-memory collectives) at the first init on a machine; the build takes about a
+# minute, so a lock older than this was left by a build that was killed.
+SHM_OP = "deepspeed_shm_comm"
+STALE_BUILD_LOCK_S = 1800.0
 
 
 def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, device: str, seed: int) -> None:
@@ -22,7 +32,27 @@ def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, de
         torch.set_num_threads(os.cpu_count() or 1)
     seed_everything(seed + rank)
     forget_destroyed_groups()
+    if device == "cpu":
+        clear_stale_build_lock(SHM_OP)
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+
+
+def clear_stale_build_lock(name: str, max_age_s: float = STALE_BUILD_LOCK_S) -> Path | None:
+    """torch's extension build waits, without a limit, for its lock file to go; a build killed mid-way (a preempted or
+    killed first run) leaves the file, and every later init then hangs. Remove a lock older than any real build;
+    returns the removed path."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    lock = Path(_get_build_directory(name, verbose=False)) / "lock"
+    try:
+        age_s = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if age_s < max_age_s:
+        return None  # another process may be building it right now
+    log.warning("removing %s: a build lock %.0f s old, left by a build that was killed", lock, age_s)
+    lock.unlink(missing_ok=True)
+    return lock
 
 
 def forget_destroyed_groups() -> None:

@@ -155,3 +155,20 @@ def test_real_ray_failures_are_classified_and_a_dead_peer_is_reported_without_wa
         get_all_or_raise([hung.hang.remote(20), hung.ping.remote()], timeout_s=0.5, what="generate")
     ray.kill(hung)
     ray.kill(failing)
+
+
+def test_a_build_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_kept(tmp_path, monkeypatch):
+    """A killed DeepSpeed op build leaves torch's lock file, on which every later trainer init would wait forever."""
+    import os
+    import time
+
+    from rl.deepspeed_rank import clear_stale_build_lock
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    assert clear_stale_build_lock("some_op") is None  # no lock: nothing to do
+    lock = next(tmp_path.rglob("some_op")) / "lock"
+    lock.touch()
+    assert clear_stale_build_lock("some_op", max_age_s=600) is None and lock.exists()  # a build may be running
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    assert clear_stale_build_lock("some_op", max_age_s=600) == lock and not lock.exists()
