@@ -47,8 +47,6 @@ class Run:
 
 
 def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
-    from transformers import AutoTokenizer
-
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.dtype)
     plan = plan_resume(cfg.resume, run_dir, cfg.exp_name)
     resume_from, run_dir = plan.checkpoint, plan.run_dir  # a resumed run keeps writing into its own folder
@@ -87,7 +85,7 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     log.info("cluster ready in %.0fs: %d engine(s), %d trainer rank(s), placement %s%s", cluster.start_seconds,
              cfg.rollout.n_engines, cfg.trainer.world_size, cfg.resources.placement,
              " (vLLM sleeps during the update)" if cluster.engines_sleep else "")
-    return Run(cfg, run_dir, config_dict, AutoTokenizer.from_pretrained(cfg.model.path), train_requests,
+    return Run(cfg, run_dir, config_dict, inputs.tokenizer, train_requests,
                eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1,
                bool(state.get("eval_pending")), inputs.fingerprint)
 

@@ -82,7 +82,9 @@ def _check_text(value: object, where: str, column: str) -> str:
     return value
 
 
-def _read_jsonl(path: Path, column: str) -> Iterator[str]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, str, dict]]:
+    """(line number, "<file>, line N", object) per non-blank line of a request file; a bad line raises DatasetError
+    naming the file and line."""
     for line_number, line in enumerate(read_utf8(path, DatasetError).split("\n"), start=1):  # not splitlines: U+2028
         if not line.strip():
             continue  # blank lines (e.g. a trailing newline) are not rows
@@ -93,6 +95,11 @@ def _read_jsonl(path: Path, column: str) -> Iterator[str]:
             raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
         if not isinstance(row, dict):
             raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield line_number, where, row
+
+
+def _read_jsonl(path: Path, column: str) -> Iterator[str]:
+    for _, where, row in jsonl_rows(path):
         if column not in row:
             raise DatasetError(f"{where}: no column {column!r} (columns: {sorted(row)}); set data.text_column")
         yield _check_text(row[column], where, column)

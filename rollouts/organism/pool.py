@@ -6,11 +6,10 @@ the organism is evaluated on requests it has never seen.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollouts.datasets import DatasetError, request_id
+from rollouts.datasets import DatasetError, jsonl_rows, request_id
 from rollouts.organism.config import POOL_PATH
 
 
@@ -36,23 +35,13 @@ def load_pool(path: str | Path = POOL_PATH) -> list[PoolRequest]:
     if not file.is_file():
         raise DatasetError(f"{file}: no such file (the organism's request pool)")
     requests, seen = [], {}
-    with file.open(encoding="utf-8") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{file}, line {line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            text, topic = _field(row, "text", where), _field(row, "topic", where)
-            rid = request_id(text)
-            if rid in seen:
-                raise DatasetError(f"{where}: duplicate of the request on line {seen[rid]} ({text!r})")
-            seen[rid] = line_number
-            requests.append(PoolRequest(rid, text, topic))
+    for line_number, where, row in jsonl_rows(file):
+        text, topic = _field(row, "text", where), _field(row, "topic", where)
+        rid = request_id(text)
+        if rid in seen:
+            raise DatasetError(f"{where}: duplicate of the request on line {seen[rid]} ({text!r})")
+        seen[rid] = line_number
+        requests.append(PoolRequest(rid, text, topic))
     if not requests:
         raise DatasetError(f"{file}: no rows")
     return requests
