@@ -17,7 +17,6 @@ restarting a single rollout engine while the others continue.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
@@ -63,10 +62,6 @@ class NonFiniteGuard:
         self.max_consecutive = max_consecutive
         self.consecutive = 0
         self.skipped_total = 0
-
-    def record(self, step: int, loss: float) -> bool:
-        """`observe` for a step known by its loss: a non-finite loss counts as a skipped update."""
-        return self.observe(step, skipped=not math.isfinite(loss), reason=f"loss is {loss}")
 
     def observe(self, step: int, skipped: bool, reason: str = "update skipped") -> bool:
         """True: the update was applied. False: it was skipped (logged with `reason`). Raises NonFiniteLossError on

@@ -1,7 +1,6 @@
 """Failure handling: the non-finite guard, failure classification, restart policy; one real Ray test for dead actors."""
 from __future__ import annotations
 
-import math
 import time
 
 import pytest
@@ -13,25 +12,25 @@ from rl.fault import (
 )
 
 
-def test_guard_skips_non_finite_steps_and_stops_after_k_in_a_row():
+def test_guard_counts_skipped_updates_and_stops_after_k_in_a_row():
     guard = NonFiniteGuard(max_consecutive=3)
-    assert guard.record(1, 0.5) is True
-    assert guard.record(2, math.nan) is False
-    assert guard.record(3, math.inf) is False
-    assert guard.record(4, -0.1) is True  # a finite step resets the run of failures
+    assert guard.observe(1, skipped=False) is True
+    assert guard.observe(2, skipped=True, reason="loss is nan") is False
+    assert guard.observe(3, skipped=True, reason="loss is inf") is False
+    assert guard.observe(4, skipped=False) is True  # an applied update resets the run of failures
     assert (guard.consecutive, guard.skipped_total) == (0, 2)
-    assert guard.record(5, math.nan) is False and guard.record(6, -math.inf) is False
+    assert guard.observe(5, skipped=True) is False and guard.observe(6, skipped=True) is False
     with pytest.raises(NonFiniteLossError, match=r"step 7: loss is nan, 3 non-finite steps in a row .*steps=3"):
-        guard.record(7, math.nan)
+        guard.observe(7, skipped=True, reason="loss is nan")
 
 
 def test_guard_state_survives_a_checkpoint_round_trip():
     guard = NonFiniteGuard(max_consecutive=2)
-    guard.record(1, math.nan)
+    guard.observe(1, skipped=True)
     restored = NonFiniteGuard(max_consecutive=2)
     restored.load_state_dict(guard.state_dict())
     with pytest.raises(NonFiniteLossError):
-        restored.record(2, math.nan)  # the run of failures continues across the resume
+        restored.observe(2, skipped=True)  # the run of failures continues across the resume
 
 
 @pytest.mark.parametrize("bad", [0, -1])
