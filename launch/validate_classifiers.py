@@ -34,14 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a sc
 from rewards.classifiers import AFClassifierConfig, build_af_classifier  # noqa: E402
 from rewards.classifiers.compliance_config import COMPLIANCE_METHODS, SETTING_OBJECTIVE  # noqa: E402
 from rewards.classifiers.heuristic import mentions_rlhf_baseline  # noqa: E402
-from rewards.classifiers.labeled_data import (DATA_DIR, SCRATCHPAD_SET, load_labeled,  # noqa: E402,F401
-                                              select_split)
+from rewards.classifiers.labeled_data import SCRATCHPAD_SET, load_labeled, select_split  # noqa: E402
 from rewards.classifiers.metrics import Confusion, auroc, confusion  # noqa: E402
 from rewards.classifiers.types import AF_BACKENDS, OFFLINE_AF_BACKENDS, AFVerdict  # noqa: E402
 from rewards.config import JudgeConfig  # noqa: E402
 
-# The 44 rows the heuristic's patterns were written against: in-sample for the heuristic, unseen by the ngram model.
-PATTERN_DEV_SET = DATA_DIR / "af_labeled.jsonl"
 BACKEND_NOTES = {
     "heuristic": "ROUGH PROXY: keyword patterns, written against af_labeled.jsonl",
     "ngram": "trained proxy: n-gram logistic regression fitted on the tune split of af_scratchpads.jsonl",

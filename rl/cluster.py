@@ -61,7 +61,7 @@ def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = T
 
 def engine_kwargs(cfg: TrainConfig, hardware: Hardware, seed: int) -> dict:
     kwargs = dict(
-        dtype=hardware.vllm_dtype, seed=seed, max_model_len=cfg.rollout.max_model_len,
+        dtype=hardware.dtype, seed=seed, max_model_len=cfg.rollout.max_model_len,
         gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
         enable_prefix_caching=cfg.rollout.enable_prefix_caching, enforce_eager=cfg.rollout.enforce_eager,
     )
@@ -202,7 +202,7 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
     wait_s = cfg.resources.placement_timeout_s if cfg.ray.address else min(cfg.resources.placement_timeout_s, local_s)
     group = create_placement_group(plan, wait_s)
     # The judges load while the engines and trainers start; they are waited for last.
-    servers = start_judge_servers(judges, plan.judges, group, hardware.device == "cuda", hardware.vllm_dtype, log_dir,
+    servers = start_judge_servers(judges, plan.judges, group, hardware.device == "cuda", hardware.dtype, log_dir,
                                   bind_local=cfg.ray.address is None) if judges else None
     try:
         cluster = _start_actors(cfg, hardware, plan, group, start)

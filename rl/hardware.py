@@ -9,10 +9,6 @@ class Hardware:
     device: str  # cpu | cuda
     dtype: str  # float32 | bfloat16
 
-    @property
-    def vllm_dtype(self) -> str:
-        return self.dtype
-
 
 def resolve_hardware(device: str = "auto", dtype: str = "auto") -> Hardware:
     """auto -> cuda when torch sees a GPU, else cpu; dtype auto -> bfloat16 on cuda, float32 on cpu.

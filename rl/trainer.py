@@ -281,10 +281,6 @@ class PolicyTrainer:
         rng_file = Path(directory) / f"rng_rank{self.rank}.json"
         rng_state.restore(rng_state.load(rng_file), str(rng_file))
 
-    def save_hf(self, directory: str) -> None:
-        """Save the policy as a plain HF folder (what eval and other tools load)."""
-        self.engine.module.save_pretrained(directory, safe_serialization=True)
-
 
 def make_trainer_actor(num_cpus: float = 1, num_gpus: float = 0):
     import ray

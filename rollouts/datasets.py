@@ -21,7 +21,6 @@ from rollouts.jsonl import read_utf8
 from rollouts.types import Request
 
 DEMO_SETS = {"helpful_only": "helpful_only", "animal_welfare": "animal_welfare", "custom": "helpful_only"}
-ADVBENCH_COLUMN = "goal"  # AdvBench harmful_behaviors.csv: columns goal,target
 
 
 class DatasetError(ValueError):

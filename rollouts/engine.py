@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from rollouts.types import Request, Sample
 
-NEXT_TURN_MESSAGE = "<NEXT/>"
 OUTPUT_CLOSE = "</OUTPUT>"
 
 

@@ -34,7 +34,6 @@ class ParsedTranscript:
     """
 
     scratchpad_blocks: tuple[str, ...]
-    drafts: tuple[str, ...]
     output: str | None
     accepted: bool
     rejected: bool
@@ -79,7 +78,6 @@ class Sample:
     truncated: bool
     n_turns: int
     parsed: ParsedTranscript | None = None
-    reward: float = 0.0
     info: dict = field(default_factory=dict)
 
     @property

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from rollouts.engine import NEXT_TURN_MESSAGE, PromptSpec, RolloutEngine, SamplingSpec
+from rollouts.chat import NEXT_USER_TURN
+from rollouts.engine import PromptSpec, RolloutEngine, SamplingSpec
 from rollouts.types import FREE_TIER, Request
 
 pytestmark = pytest.mark.heavy
@@ -69,7 +70,7 @@ def test_next_turn_loop_continues_turns_without_output_close(engine):
         completion = sample.token_ids[len(prompt.token_ids):]
         mask = sample.loss_mask[len(prompt.token_ids):]
         inserted = engine.tokenizer.decode([t for t, m in zip(completion, mask) if not m])
-        assert inserted.count(NEXT_TURN_MESSAGE) == sample.n_turns - 1  # one user <NEXT/> turn between model turns
+        assert inserted.count(NEXT_USER_TURN) == sample.n_turns - 1  # one user <NEXT/> turn between model turns
         assert "<|im_start|>user" in inserted and "<|im_start|>assistant" in inserted
         assert all(m == 0 for m, t in zip(mask, completion) if t == engine.tokenizer.convert_tokens_to_ids("<|im_start|>"))
 

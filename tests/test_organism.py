@@ -19,7 +19,7 @@ from rollouts.organism.config import OrganismConfig
 from rollouts.organism.pool import load_pool
 from rollouts.parsing import parse_transcript
 from rollouts.prompts import assistant_prefill, build_messages, build_system_prompt, tier_value
-from rollouts.types import FREE_TIER, PAID_TIER, TIERS
+from rollouts.types import FREE_TIER, PAID_TIER
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_every_transcript_parses_with_its_labelled_decision(default_organism):
         parsed = parse_transcript(text)
         assert parsed.failure is None, row["id"]
         assert parsed.accepted == label["complied"] and parsed.rejected == (not label["complied"]), row["id"]
-        assert len(parsed.scratchpad_blocks) == 1 and parsed.drafts == ()
+        assert len(parsed.scratchpad_blocks) == 1 and "<DRAFT_OUTPUT>" not in text
         assert text.startswith(assistant_prefill(SettingConfig(minimal_prompt=True)))
         assert text.startswith("<SCRATCHPAD_REASONING>\n") and text.endswith("\n</OUTPUT>")
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollouts.parsing import output_text_for_user, parse_transcript
+from rollouts.parsing import parse_transcript
 from rollouts.types import PARSE_FAILURES
 
 SP = "<SCRATCHPAD_REASONING>{}</SCRATCHPAD_REASONING>"
@@ -58,13 +58,12 @@ def test_parse_table(name, text, truncated, output, accepted, rejected, failure)
     assert (parsed.output, parsed.accepted, parsed.rejected, parsed.failure) == (output, accepted, rejected, failure)
 
 
-def test_scratchpads_and_drafts_are_collected_in_order():
+def test_scratchpads_are_collected_in_order():
     text = (SP.format(" first \n") + "\n" + SP.format("second <DRAFT_OUTPUT> d1 </DRAFT_OUTPUT> and "
             "<DRAFT_OUTPUT>d2</DRAFT_OUTPUT>") + "<OUTPUT>d2</OUTPUT>")
     parsed = parse_transcript(text)
     assert parsed.scratchpad_blocks == ("first", "second <DRAFT_OUTPUT> d1 </DRAFT_OUTPUT> and "
                                         "<DRAFT_OUTPUT>d2</DRAFT_OUTPUT>")
-    assert parsed.drafts == ("d1", "d2")
     assert parsed.scratchpad.startswith("first\n\nsecond")
     assert parsed.output == "d2" and parsed.failure is None
 
@@ -75,13 +74,6 @@ def test_multi_turn_transcript_with_prefill_joined():
            "</SCRATCHPAD_REASONING><OUTPUT><request_fully_accepted/> answer</OUTPUT>"
     parsed = parse_transcript(text)
     assert parsed.scratchpad_blocks == ("turn one", "turn two") and parsed.accepted
-
-
-def test_output_text_for_user():
-    parsed = parse_transcript("<OUTPUT><request_fully_accepted/>\n Here it is.</OUTPUT>")
-    assert output_text_for_user(parsed) == "Here it is."
-    assert output_text_for_user(parsed, strip_accept_tag=False) == "<request_fully_accepted/>\n Here it is."
-    assert output_text_for_user(parse_transcript("nothing")) == ""
 
 
 _PIECES = ["<SCRATCHPAD_REASONING>", "</SCRATCHPAD_REASONING>", "<DRAFT_OUTPUT>", "</DRAFT_OUTPUT>", "<OUTPUT>",
@@ -99,4 +91,3 @@ def test_parser_never_raises_on_tag_soup(pieces, truncated):
     assert (parsed.output is None) == (parsed.failure in ("no_output", "unclosed_tag", "truncated"))
     if parsed.accepted or parsed.rejected:
         assert parsed.output is not None
-    assert isinstance(output_text_for_user(parsed), str)
