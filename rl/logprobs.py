@@ -2,27 +2,13 @@
 
 Usage with a HF causal LM (position t of the logits predicts token t + 1):
 
-    labels, label_mask = shift_for_causal_lm(input_ids, response_mask)
     logits = model(input_ids, attention_mask=attention_mask).logits[:, :-1]
-    logprobs = token_logprobs(logits, labels, temperature=sampling_temperature)   # [B, T-1], aligned with label_mask
+    logprobs = token_logprobs(logits, input_ids[:, 1:], temperature=sampling_temperature)   # [B, T-1]
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-
-
-def shift_for_causal_lm(input_ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-    """Align targets with the logits of a causal LM: returns (labels = input_ids[:, 1:], mask[:, 1:]).
-
-    `mask` [B, T] marks trained tokens in input_ids positions (1 on response tokens); after the shift it marks the
-    logits positions whose *next* token is trained, i.e. it lines up with `token_logprobs(logits[:, :-1], labels)`.
-    """
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must be [B, T], got {tuple(input_ids.shape)}")
-    if mask is not None and mask.shape != input_ids.shape:
-        raise ValueError(f"mask must match input_ids {tuple(input_ids.shape)}, got {tuple(mask.shape)}")
-    return input_ids[:, 1:], (None if mask is None else mask[:, 1:])
 
 
 def token_logprobs(logits: Tensor, labels: Tensor, temperature: float = 1.0, chunk_rows: int = 1024) -> Tensor:

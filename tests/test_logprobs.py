@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from rl.logprobs import shift_for_causal_lm, token_logprobs
+from rl.logprobs import token_logprobs
 
 
 def test_token_logprobs_hand_computed():
@@ -42,14 +42,6 @@ def test_token_logprobs_bf16_logits_give_fp32():
     torch.testing.assert_close(out, reference)
 
 
-def test_shift_for_causal_lm_aligns_labels_and_mask():
-    # Prompt token 5, response tokens 6, 7: logits position 0 predicts 6 (trained), position 1 predicts 7 (trained).
-    labels, mask = shift_for_causal_lm(torch.tensor([[5, 6, 7]]), torch.tensor([[0, 1, 1]]))
-    assert labels.tolist() == [[6, 7]] and mask.tolist() == [[1, 1]]
-
-
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="labels"):
         token_logprobs(torch.zeros(1, 2, 3), torch.zeros(1, 3, dtype=torch.long))
-    with pytest.raises(ValueError, match="mask"):
-        shift_for_causal_lm(torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 2))
