@@ -45,7 +45,6 @@ DETAIL_CHARS = 300  # of a server's error body or an unparseable reply, quoted i
 class JudgeReply:
     text: str | None  # the assistant message; None when no reply came
     error: str | None = None  # "timeout" | "http_<status>" | "connection" | "bad_response" | "parse"; None = parsed
-    cached: bool = False
     parsed: Any = None  # what the caller's parser made of `text` (None on any failure)
     detail: str | None = None  # the failure in words: endpoint, model, status or exception, the start of the body
 
@@ -173,7 +172,7 @@ class JudgeClient:
                 parsed = _safe_parse(parse, text)
                 if parsed is not None:
                     self.counts["cache_hit"] += 1
-                    return JudgeReply(text, cached=True, parsed=parsed)
+                    return JudgeReply(text, parsed=parsed)
                 self.cache.drop(key)
                 self.counts["cache_dropped_unparseable"] += 1
         payload = {"model": self.cfg.model, "messages": list(messages), "temperature": temperature,

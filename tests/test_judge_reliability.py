@@ -110,7 +110,7 @@ def test_a_garbage_reply_is_not_cached(server):
     client = JudgeClient(_cfg(server, "garbage", cache=True))
     before = server.hits["garbage"]
     first, second = _ask(client, "<response>x</response>"), _ask(client, "<response>x</response>")
-    assert first.error == second.error == "parse" and not second.cached
+    assert first.error == second.error == "parse"
     assert server.hits["garbage"] == before + 2  # asked again: nothing was remembered
     assert len(client.cache) == 0 and client.counts["cache_hit"] == 0
 
@@ -121,8 +121,10 @@ def test_parsed_replies_are_cached_in_a_bounded_lru(server):
     for text in ("<response>a</response>", "<response>b</response>", "<response>c</response>"):
         assert _ask(client, text).parsed is not None
     assert len(client.cache) == 2 and client.counts["cache_evicted"] == 1
-    assert _ask(client, "<response>c</response>").cached  # recent: from the cache
-    assert not _ask(client, "<response>a</response>").cached  # least recently used: evicted, asked again
+    assert _ask(client, "<response>c</response>").parsed is not None
+    assert client.counts["cache_hit"] == 1  # recent: from the cache
+    assert _ask(client, "<response>a</response>").parsed is not None
+    assert client.counts["cache_hit"] == 1  # least recently used: evicted, asked again
     assert server.hits["good"] == before + 4
 
 
@@ -133,7 +135,7 @@ def test_an_unparseable_entry_in_the_cache_file_is_dropped_and_asked_again(serve
     path.write_text(f'{{"key": "{key}", "text": "{GARBAGE}"}}\n{{torn line\n')  # an older version cached garbage
     client = JudgeClient(_cfg(server, "good", cache_path=str(path)))
     reply = client.chat_many([messages], parse=parse_strongreject)[0]
-    assert reply.parsed is not None and not reply.cached
+    assert reply.parsed is not None and client.counts["cache_hit"] == 0
     assert client.counts["cache_dropped_unparseable"] == 1 and client.counts["cache_bad_line"] == 1
 
 
