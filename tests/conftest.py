@@ -12,10 +12,6 @@ from rl.bench.random_model import TOKENIZER_FILES
 DEFAULT_MODEL_DIR = Path(os.environ.get("AFRL_CACHE", Path.home() / ".cache" / "afrl")) / "models" / "smollm2-135m-instruct"
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "heavy: starts real engines (vLLM, Ray, DeepSpeed); slow, still run in CI")
-
-
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_dir() -> Path:
     """The SmolLM2 tokenizer fetched by `make` (launch/fetch_model.py); tests that need it skip with a reason if absent."""
