@@ -103,7 +103,7 @@ def deepspeed_config(algo, micro_batch_size: int, grad_accum_steps: int, dtype: 
         "zero_optimization": {"stage": zero_stage(world_size), "reduce_bucket_size": int(5e7),
                               "allgather_bucket_size": int(5e7)},
         # torch_adam: DeepSpeed's fused CPU Adam would need a compiled op; torch's own fused AdamW runs on CPU and
-        # CUDA (135M parameters on 2 cores: 0.09 s per step against 0.37 s for the per-tensor loop).
+        # CUDA, one kernel over all parameters instead of a loop per tensor.
         "optimizer": {"type": "AdamW", "params": {"lr": algo.lr, "weight_decay": algo.weight_decay, "torch_adam": True,
                                                   "fused": True}},
         "bf16": {"enabled": dtype == "bfloat16"},

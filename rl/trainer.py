@@ -1,7 +1,8 @@
 """PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy).
 
-A thin wrapper: a DeepSpeed engine (ZeRO-2; gloo + fp32 on CPU, nccl + bf16 on GPU) and the pure loss functions of
-rl/losses.py, rl/kl.py, rl/importance.py. Run as a Ray actor, one per rank (`make_trainer_actor`).
+A thin wrapper: a DeepSpeed engine (ZeRO-2 with several ranks, no ZeRO on one; gloo + fp32 on CPU, nccl + bf16 on
+GPU) and the pure loss functions of rl/losses.py, rl/kl.py, rl/importance.py. Run as a Ray actor, one per rank
+(`make_trainer_actor`).
 
 What `update` implements: clipped policy loss on sequence (GRPO family) or per-token (PPO/GAE) advantages, optional
 KL to the reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch

@@ -1,4 +1,5 @@
-"""The PPO critic (DeepSpeed ZeRO-2, gloo, fp32) in this process: token alignment, the update fits returns, resume."""
+"""The PPO critic (one DeepSpeed rank, no ZeRO, gloo, fp32) in this process: token alignment, the update fits
+returns, resume."""
 from __future__ import annotations
 
 import pytest

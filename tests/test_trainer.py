@@ -1,4 +1,5 @@
-"""The DeepSpeed policy trainer (ZeRO-2, gloo, fp32), in this process: the GRPO update moves log-probs the right way."""
+"""The DeepSpeed policy trainer (one rank, no ZeRO, gloo, fp32), in this process: the GRPO update moves log-probs
+the right way."""
 from __future__ import annotations
 
 import pytest
