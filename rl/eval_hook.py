@@ -16,6 +16,7 @@ from rewards.classifiers.compliance import build_compliance_classifier, judge_co
 from rewards.classifiers.compliance_config import JUDGE_METHODS
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
 from rl.eval_metrics import eval_metrics
+from rl.sampling_seeds import sampling_seed
 from rl.scoring import score
 from rollouts.engine import SamplingSpec
 from rollouts.prompt_specs import build_prompt_specs
@@ -109,7 +110,7 @@ def _sample_variant(cluster, requests, cfg, setting, tokenizer, reward, step: in
     sampling = SamplingSpec(
         n=cfg.eval.samples_per_request, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
         temperature=cfg.eval.temperature, top_p=cfg.rollout.top_p, max_turns=cfg.rollout.max_turns,
-        seed=cfg.seed * 1_000_003 + step, stop=tuple(cfg.rollout.stop),
+        seed=sampling_seed(cfg.seed, step, "eval"), stop=tuple(cfg.rollout.stop),
     )
     samples = cluster.generate(specs, sampling)
     scores, _ = score(reward, samples)
