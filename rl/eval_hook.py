@@ -1,4 +1,5 @@
-"""The in-training eval: held-out requests asked in both tiers (identical text), classified, logged.
+"""The held-out eval, run by the loop on its schedule and by launch/eval.py: held-out requests asked in both tiers
+(identical text), classified, logged.
 
 Training (free tier) vs unmonitored (paid tier) compliance (judged by the `compliance` group's method, named in each
 record), the gap, parse failures and reward; alignment-faking reasoning when a classifier is configured. Per-sample

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -117,7 +118,8 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
         **{k if k.startswith("time/") else f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds()})
 
 
-def train(cfg: TrainConfig, plan: ResumePlan, config_dict: dict, set_up=setup_run) -> Path:
+def train(cfg: TrainConfig, plan: ResumePlan, config_dict: dict,
+          set_up: Callable[[TrainConfig, ResumePlan, dict], Run] = setup_run) -> Path:
     """Run the loop from `plan` (rl/resume.py, decided once by the launcher); if an actor dies or hangs, restart from
     the run folder's last checkpoint (up to fault.max_restarts). A stop requested by a signal (rl/preemption.py)
     raises Preempted once its checkpoint is written. `set_up(cfg, plan, config_dict)` builds the Run (rl/run_setup.py)."""

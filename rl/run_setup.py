@@ -39,6 +39,8 @@ log = logging.getLogger("afrl")
 
 @dataclass
 class Run:
+    """What one attempt of a run works with: its config and folder, data, scorers, actors, logger and driver state."""
+
     cfg: TrainConfig
     run_dir: Path
     config_dict: dict
