@@ -71,7 +71,8 @@ def main(cfg: DictConfig) -> None:
     compliance = compliance_classifier_for(config)
     result = run_eval(cluster, eval_requests, config, inputs.tokenizer, reward, classifier, step, run_dir,
                       ("default", *config.eval.variants), compliance=compliance)
-    logger = MetricsLogger(run_dir, config.logger, f"eval-{run_dir.name}", OmegaConf.to_container(cfg, resolve=True), None)
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    logger = MetricsLogger(run_dir, config.logger, f"eval-{run_dir.name}", config_dict, None)
     logger.log(step, result["metrics"])
     logger.finish()
     cluster.shutdown()

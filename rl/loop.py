@@ -122,7 +122,8 @@ def train(cfg: TrainConfig, plan: ResumePlan, config_dict: dict,
           set_up: Callable[[TrainConfig, ResumePlan, dict], Run] = setup_run) -> Path:
     """Run the loop from `plan` (rl/resume.py, decided once by the launcher); if an actor dies or hangs, restart from
     the run folder's last checkpoint (up to fault.max_restarts). A stop requested by a signal (rl/preemption.py)
-    raises Preempted once its checkpoint is written. `set_up(cfg, plan, config_dict)` builds the Run (rl/run_setup.py)."""
+    raises Preempted once its checkpoint is written. `set_up(cfg, plan, config_dict)` builds each attempt's Run
+    (rl/run_setup.py)."""
 
     def attempt(number: int) -> Path:
         attempt_plan = plan

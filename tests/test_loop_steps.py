@@ -233,8 +233,9 @@ def _skipped_on(steps: set[int]):
 def test_a_non_finite_step_is_counted_logged_as_skipped_and_k_in_a_row_stop_the_run(smollm2_tokenizer_dir, inputs,
                                                                                    tmp_path):
     cfg = _config(smollm2_tokenizer_dir, "eval.n=0", "total_steps=3", "fault.max_nonfinite_steps=2")
-    run = make_run(cfg, inputs, tmp_path / "one", RecordingCluster(update_stats=_skipped_on({1})), GivenScores({"Sure.": 1.0}))
     (tmp_path / "one").mkdir()
+    run = make_run(cfg, inputs, tmp_path / "one", RecordingCluster(update_stats=_skipped_on({1})),
+                   GivenScores({"Sure.": 1.0}))
     run_steps(run)
     rows = read_jsonl(tmp_path / "one" / "metrics.jsonl")
     assert [(r["step"], r["train/skipped_update"], "train/loss" in r) for r in rows] == [
