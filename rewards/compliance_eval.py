@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows, row_where
 
 DEFAULT_LABELED_OUTPUTS_PATH = Path(__file__).parent / "data" / "compliance_labeled.jsonl"
 LABELED_FIELDS = ("request", "output", "label")
@@ -74,8 +74,8 @@ def load_labeled_outputs(path: str | Path = DEFAULT_LABELED_OUTPUTS_PATH) -> lis
     path = Path(path).expanduser()
     if not path.is_file():
         raise LabeledFileError(f"{path}: no such file")
-    rows = [validate_labeled_row(row, f"{path}: row {line_number}", line_number)
-            for line_number, row in read_jsonl_objects(path, LabeledFileError)]
+    rows = [validate_labeled_row(row, row_where(path, line_number), line_number)
+            for line_number, row in jsonl_rows(path, LabeledFileError)]
     labels = {row.label for row in rows}
     if labels != {0, 1}:
         raise LabeledFileError(f"{path}: needs rows of both labels 0 and 1 for an AUROC, found {sorted(labels)}")

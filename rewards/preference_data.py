@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows, read_utf8
 
 DEMO_PAIRS_PATH = Path(__file__).parent / "demo_data" / "helpful_pairs.jsonl"
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -43,9 +43,9 @@ def read_rows(path: str | Path) -> list[dict]:
         raise PairFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return [row for _, row in read_jsonl_objects(path, PairFileError)]
+        return [row for _, row in jsonl_rows(path, PairFileError)]
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_utf8(path, PairFileError))
         if not isinstance(data, list):
             raise PairFileError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
         return data

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from rewards.classifiers.labeled_data import SPLITS, split_of
 from rewards.compliance_eval import DEFAULT_LABELED_OUTPUTS_PATH
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows, row_where
 
 COMPLIANCE_SET = DEFAULT_LABELED_OUTPUTS_PATH
 SPLIT_SEED = "afrl-compliance-requests-v1"
@@ -30,8 +30,8 @@ def load_compliance_rows(path: Path | str) -> list[dict]:
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     rows = []
-    for line_no, row in read_jsonl_objects(path, ValueError):
-        where = f"{path}: row {line_no}"
+    for line_no, row in jsonl_rows(path, ValueError):
+        where = row_where(path, line_no)
         for field in ("request", "output"):
             if not isinstance(row.get(field), str):
                 raise ValueError(f"{where}: field {field!r} must be text, got {row.get(field)!r:.60}")

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows, row_where
 
 ROLES = ("system", "user", "assistant")
 LOCAL_SUFFIXES = (".jsonl", ".parquet")
@@ -46,7 +46,7 @@ def read_local_rows(path: str | Path) -> list[tuple[int, dict]]:
         raise SFTDataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return read_jsonl_objects(path, SFTDataError)
+        return list(jsonl_rows(path, SFTDataError))
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -139,9 +139,9 @@ def load_source_rows(data: str, kind: str, text_column: str = "text", hf_split: 
     if not numbered:
         raise SFTDataError(f"{source}: no rows")
     if kind == "documents":
-        return [validate_document(row, f"{source}: row {number}", text_column) for number, row in numbered]
+        return [validate_document(row, row_where(source, number), text_column) for number, row in numbered]
     if kind == "transcripts":
-        return [validate_transcript(row, f"{source}: row {number}") for number, row in numbered]
+        return [validate_transcript(row, row_where(source, number)) for number, row in numbered]
     raise ValueError(f"sft.kind must be 'documents' or 'transcripts', got {kind!r}")
 
 
