@@ -119,6 +119,26 @@ def deepspeed_config(algo, micro_batch_size: int, grad_accum_steps: int, dtype: 
     return config
 
 
+def torch_dtype(dtype: str) -> torch.dtype:
+    """The torch dtype of a `dtype` setting ("bfloat16" or "float32")."""
+    return torch.bfloat16 if dtype == "bfloat16" else torch.float32
+
+
+def start_engine(model: torch.nn.Module, config: dict):
+    """(engine, scheduler, step gate) for `model`'s trainable parameters: its checkpoints load without unpickling
+    (rl/safe_load.py), and the gate skips an optimizer step whose loss or gradient is not finite (rl/step_gate.py)."""
+    import deepspeed
+
+    from rl.safe_load import use_safe_checkpoint_loading
+    from rl.step_gate import StepGate  # imports this module
+
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
+    )
+    use_safe_checkpoint_loading(engine)
+    return engine, scheduler, StepGate(engine)
+
+
 def weight_fraction(mask: torch.Tensor, total: float, aggregation: str) -> float:
     """Share of a minibatch's loss that one micro-batch carries, so micro-batch losses add up to the minibatch loss."""
     if aggregation == "token_mean":
