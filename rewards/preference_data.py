@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollouts.jsonl import jsonl_rows, read_utf8
+from rollouts.rows import require_text
 
 DEMO_PAIRS_PATH = Path(__file__).parent / "demo_data" / "helpful_pairs.jsonl"
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -64,11 +65,7 @@ def validate_pair_row(row: dict, where: str, source: str = "") -> PreferencePair
     for column in PAIR_COLUMNS:
         if column not in row:
             raise PairFileError(f"{where}: missing column {column!r} (found {sorted(row)})")
-        value = row[column]
-        if not isinstance(value, str):
-            raise PairFileError(f"{where}: column {column!r} must be text, got {type(value).__name__} {value!r}")
-        if not value.strip():
-            raise PairFileError(f"{where}: column {column!r} is empty")
+        require_text(row[column], where, f"column {column!r}", PairFileError)
     if row["chosen"].strip() == row["rejected"].strip():
         raise PairFileError(f"{where}: chosen and rejected are identical ({row['chosen'][:60]!r})")
     return PreferencePair(row["prompt"].strip(), row["chosen"].strip(), row["rejected"].strip(), source)

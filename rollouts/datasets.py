@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from rollouts.config import DataConfig
-from rollouts.jsonl import jsonl_rows, read_utf8, row_where
+from rollouts.jsonl import jsonl_rows, read_utf8
+from rollouts.rows import require_text, row_where
 from rollouts.types import Request
 
 DEMO_SETS = {"helpful_only": "helpful_only", "animal_welfare": "animal_welfare", "custom": "helpful_only"}
@@ -72,13 +73,7 @@ def split_requests(requests: Iterable[Request], eval_fraction: float, salt: str 
 
 
 def _check_text(value: object, where: str, column: str) -> str:
-    if value is None:
-        raise DatasetError(f"{where}: column {column!r} is missing or null")
-    if not isinstance(value, str):
-        raise DatasetError(f"{where}: column {column!r} must be text, got {type(value).__name__} {value!r}")
-    if not value.strip():
-        raise DatasetError(f"{where}: column {column!r} is empty")
-    return value
+    return require_text(value, where, f"column {column!r}", DatasetError)
 
 
 def _read_jsonl(path: Path, column: str) -> Iterator[str]:

@@ -12,12 +12,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from rollouts.rows import row_where
+
 log = logging.getLogger("afrl")
-
-
-def row_where(source: str | Path, number: int) -> str:
-    """How messages name one row: "<file>: row N" (for JSONL, N is the line number, blank lines counted)."""
-    return f"{source}: row {number}"
 
 
 def read_utf8(path: Path, error: type[Exception]) -> str:

@@ -201,7 +201,7 @@ def test_config_validation(kwargs, key):
 
 @pytest.mark.parametrize("line,message", [
     ('{"text": "Do a bad thing."}', r"row 2: no field 'topic'"),
-    ('{"text": "Do a bad thing.", "topic": " "}', r"row 2: field 'topic' must be non-empty"),
+    ('{"text": "Do a bad thing.", "topic": " "}', r"row 2: field 'topic' is empty"),
     ('not json', r"row 2: not valid JSON"),
     ('{"text": "steal a bike", "topic": "stealing a bike"}', r"row 2: duplicate of the request on row 1"),
 ])

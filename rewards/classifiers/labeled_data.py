@@ -9,7 +9,8 @@ import hashlib
 from pathlib import Path
 from typing import Sequence
 
-from rollouts.jsonl import jsonl_rows, row_where
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import row_where
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 SCRATCHPAD_SET = DATA_DIR / "af_scratchpads.jsonl"  # the hand-written tune/test set

@@ -18,7 +18,8 @@ from typing import Any
 
 from rl.eval_metrics import DEFAULT_VARIANT, eval_metrics, variant_prefix
 from rl.report.planted import PLANTED_FILE
-from rollouts.jsonl import jsonl_rows, row_where
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import row_where
 
 _EVAL_FILE = re.compile(r"^step_(\d{4,})\.jsonl$")
 

@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollouts.jsonl import jsonl_rows, row_where
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import require_text, row_where
 
 ROLES = ("system", "user", "assistant")
 LOCAL_SUFFIXES = (".jsonl", ".parquet")
@@ -78,11 +79,7 @@ def _row_key(row: dict, fallback: str) -> str:
 def validate_document(row: dict, where: str, text_column: str) -> SourceRow:
     if text_column not in row:
         raise SFTDataError(f"{where}: missing field {text_column!r} (found {sorted(row)}; set sft.text_column)")
-    text = row[text_column]
-    if not isinstance(text, str):
-        raise SFTDataError(f"{where}: field {text_column!r} must be text, got {type(text).__name__}")
-    if not text.strip():
-        raise SFTDataError(f"{where}: field {text_column!r} is empty")
+    text = require_text(row[text_column], where, f"field {text_column!r}", SFTDataError)
     return SourceRow(where, _row_key(row, text), text=text)
 
 

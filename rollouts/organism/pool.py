@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollouts.datasets import DatasetError, request_id
-from rollouts.jsonl import jsonl_rows, row_where
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import require_text, row_where
 from rollouts.organism.config import POOL_PATH
 
 
@@ -24,10 +25,7 @@ class PoolRequest:
 def _field(row: dict, key: str, where: str) -> str:
     if key not in row:
         raise DatasetError(f"{where}: no field {key!r} (fields: {sorted(row)})")
-    value = row[key]
-    if not isinstance(value, str) or not value.strip():
-        raise DatasetError(f"{where}: field {key!r} must be non-empty text, got {value!r}")
-    return value.strip()
+    return require_text(row[key], where, f"field {key!r}", DatasetError).strip()
 
 
 def load_pool(path: str | Path = POOL_PATH) -> list[PoolRequest]:
