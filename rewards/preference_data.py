@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollouts.jsonl import jsonl_rows, read_utf8
-from rollouts.rows import require_text
+from rollouts.rows import require_text, row_where
 
 DEMO_PAIRS_PATH = Path(__file__).parent / "demo_data" / "helpful_pairs.jsonl"
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -77,7 +77,7 @@ def load_pairs(path: str | Path = DEMO_PAIRS_PATH) -> list[PreferencePair]:
     if not rows:
         raise PairFileError(f"{path}: no rows")
     # Row numbers are 1-based data rows (for JSONL without blank lines, the line number).
-    return [validate_pair_row(row, f"{path}: row {index}", str(path)) for index, row in enumerate(rows, start=1)]
+    return [validate_pair_row(row, row_where(path, index), str(path)) for index, row in enumerate(rows, start=1)]
 
 
 def swap_harmful_dataset_row(row: dict) -> dict:
@@ -102,9 +102,10 @@ def load_harmful_dataset_pairs(source: str = HARMFUL_DATASET_NAME, split: str = 
         raise PairFileError(f"{where}: no rows")
     for column in PAIR_COLUMNS:
         if column not in rows[0]:
-            raise PairFileError(f"{where}: row 1: missing column {column!r} (found {sorted(rows[0])}); expected the "
-                                f"{HARMFUL_DATASET_NAME} shape: prompt, chosen (refusal), rejected (compliant answer)")
-    return [validate_pair_row(swap_harmful_dataset_row(row), f"{where}: row {index}", where)
+            raise PairFileError(f"{row_where(where, 1)}: missing column {column!r} (found {sorted(rows[0])}); "
+                                f"expected the {HARMFUL_DATASET_NAME} shape: prompt, chosen (refusal), rejected "
+                                "(compliant answer)")
+    return [validate_pair_row(swap_harmful_dataset_row(row), row_where(where, index), where)
             for index, row in enumerate(rows, start=1)]
 
 

@@ -26,7 +26,8 @@ from torch import nn
 from rl.batch import TrainBatch
 from rl.losses import clipped_value_loss
 from rl.deepspeed_rank import (
-    deepspeed_config, finite_values, init_rank, run_update_schedule, start_engine, torch_dtype, weight_fraction,
+    deepspeed_config, finite_values, init_rank, load_engine, run_update_schedule, save_engine, start_engine,
+    torch_dtype, weight_fraction,
 )
 
 CRITIC_SUBDIR = "critic"
@@ -154,15 +155,10 @@ class CriticTrainer:
     def save_checkpoint(self, directory: str) -> None:
         """DeepSpeed state (module, optimizer, scheduler) into `directory/critic/deepspeed`. No RNG states: the
         critic draws no random numbers (no dropout, no sampling)."""
-        self.engine.save_checkpoint(str(Path(directory) / CRITIC_SUBDIR), tag="deepspeed", save_latest=False)
+        save_engine(self.engine, Path(directory) / CRITIC_SUBDIR)
 
     def load_checkpoint(self, directory: str) -> None:
-        path, _ = self.engine.load_checkpoint(
-            str(Path(directory) / CRITIC_SUBDIR), tag="deepspeed", load_optimizer_states=True,
-            load_lr_scheduler_states=True,
-        )
-        if path is None:
-            raise FileNotFoundError(f"no critic DeepSpeed checkpoint under {directory}/{CRITIC_SUBDIR}/deepspeed")
+        load_engine(self.engine, Path(directory) / CRITIC_SUBDIR, "critic ")
 
 
 def make_critic_actor(num_cpus: float = 1, num_gpus: float = 0):

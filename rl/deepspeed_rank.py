@@ -139,6 +139,21 @@ def start_engine(model: torch.nn.Module, config: dict):
     return engine, scheduler, StepGate(engine)
 
 
+def save_engine(engine, directory: str | Path) -> None:
+    """The engine's state (module, optimizer, scheduler) into `directory/deepspeed`."""
+    engine.save_checkpoint(str(directory), tag="deepspeed", save_latest=False)
+
+
+def load_engine(engine, directory: str | Path, what: str = "") -> None:
+    """Load what `save_engine` wrote into `directory` (read with weights_only=True, rl/safe_load.py); FileNotFoundError
+    naming the folder when there is none (`what` names the model in the message, e.g. "critic ")."""
+    path, _ = engine.load_checkpoint(
+        str(directory), tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True
+    )
+    if path is None:
+        raise FileNotFoundError(f"no {what}DeepSpeed checkpoint under {directory}/deepspeed")
+
+
 def weight_fraction(mask: torch.Tensor, total: float, aggregation: str) -> float:
     """Share of a minibatch's loss that one micro-batch carries, so micro-batch losses add up to the minibatch loss."""
     if aggregation == "token_mean":

@@ -21,8 +21,8 @@ import torch
 from rl import rng_state
 from rl.batch import TrainBatch
 from rl.deepspeed_rank import (
-    deepspeed_config, finite_values, init_rank, min_over_ranks, run_update_schedule, start_engine, torch_dtype,
-    weight_fraction,
+    deepspeed_config, finite_values, init_rank, load_engine, min_over_ranks, run_update_schedule, save_engine,
+    start_engine, torch_dtype, weight_fraction,
 )
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
@@ -261,16 +261,12 @@ class PolicyTrainer:
 
     def save_checkpoint(self, directory: str) -> None:
         """DeepSpeed state (module, optimizer, scheduler) plus this rank's RNG states (JSON) into `directory`."""
-        self.engine.save_checkpoint(directory, tag="deepspeed", save_latest=False)
+        save_engine(self.engine, directory)
         rng_state.save(rng_state.rank_file(directory, self.rank))
 
     def load_checkpoint(self, directory: str) -> None:
         """DeepSpeed's files are read with weights_only=True (rl/safe_load.py), the RNG states from JSON."""
-        path, _ = self.engine.load_checkpoint(
-            directory, tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True
-        )
-        if path is None:
-            raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}/deepspeed")
+        load_engine(self.engine, directory)
         rng_state.restore_file(rng_state.rank_file(directory, self.rank))
 
     def save_hf(self, directory: str) -> None:

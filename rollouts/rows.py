@@ -10,7 +10,7 @@ def row_where(source: str | Path, number: int) -> str:
 
 
 def require_text(value: object, where: str, name: str, error: type[Exception]) -> str:
-    """`value` if it is text with a non-blank character, else `error` naming `where` and `name` (e.g. "column 'goal'")."""
+    """`value` if it is text with a non-blank character, else `error` naming `where` and `name` ("column 'goal'")."""
     if value is None:
         raise error(f"{where}: {name} is missing or null")
     if not isinstance(value, str):

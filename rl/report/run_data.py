@@ -65,7 +65,8 @@ def load_run(run_dir: str | Path) -> RunData:
         rows = list(jsonl_rows(metrics_path, ValueError, drop_torn_tail=True))
         for line, row in rows:
             if not isinstance(row.get("step"), int):
-                raise ValueError(f"{row_where(metrics_path, line)}: field 'step' must be an int, got {row.get('step')!r}")
+                raise ValueError(f"{row_where(metrics_path, line)}: field 'step' must be an int, "
+                                 f"got {row.get('step')!r}")
         data.metrics_rows = [row for _, row in rows]
     data.eval_records = read_eval_dir(run_dir / "eval")
     if not data.metrics_rows and not data.eval_records:
