@@ -49,3 +49,13 @@ def tiny_rm_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
         if (smollm2_tokenizer_dir / name).exists():
             shutil.copy(smollm2_tokenizer_dir / name, out_dir / name)
     return out_dir
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray cluster of 4 CPUs for the tests of one module, shut down after them."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -31,15 +31,6 @@ pytestmark = pytest.mark.heavy
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def served(local_ray, tiny_model_dir, tmp_path_factory):
     """(run config pointed at the server, servers) for one served judge shared by the reward and the classifier."""
     model = str(tiny_model_dir)
