@@ -46,16 +46,12 @@ def model_folder(path: str) -> tuple[str, int]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from rl.cluster import start_cluster
-    from rl.eval_hook import run_eval
-    from rl.hardware import resolve_hardware
-    from rl.metrics_log import MetricsLogger
-    from rollouts.datasets import load_requests, split_requests
-    from rewards.classifiers.compliance import build_compliance_classifier
     from rewards.classifiers.compliance_config import METHOD_LABELS
-    from rewards.classifiers.factory import build_af_classifier
-    from rewards.factory import build_reward
-    from transformers import AutoTokenizer
+    from rl.eval_hook import compliance_classifier_for, run_eval
+    from rl.hardware import resolve_hardware
+    from rl.input_checks import check_run_inputs
+    from rl.metrics_log import MetricsLogger
+    from rl.run_setup import build_scorers, held_out_requests, start_run_cluster
 
     logging.getLogger("afrl").setLevel(logging.INFO)
     path, step = model_folder(cfg.model.path)
@@ -65,19 +61,18 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(config.run_dir or HydraConfig.get().runtime.output_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     hardware = resolve_hardware(config.hardware.device, config.hardware.dtype)
-    _, eval_requests = split_requests(load_requests(config.data, config.setting.name), config.data.eval_fraction,
-                                      config.data.split_salt)
-    eval_requests = eval_requests[: config.eval.n]
+    # The training run's own set-up: the same data checks and tokenizer, held-out requests, cluster, judges, scorers.
+    inputs = check_run_inputs(config)
+    eval_requests = held_out_requests(config, inputs.eval)
     if not eval_requests:
         raise SystemExit("no held-out requests: raise data.eval_fraction or eval.n")
-    cluster = start_cluster(config, hardware, with_trainers=False, log_dir=run_dir)  # also serves judge.serve=true
-    reward = build_reward(config.reward, rm_scorer=cluster.reward_model)
-    classifier = build_af_classifier(config.classifier) if config.eval.classify_af else None
-    compliance = build_compliance_classifier(config.compliance, config.setting.name, config.reward.rm.model_path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    result = run_eval(cluster, eval_requests, config, tokenizer, reward, classifier, step, run_dir,
+    cluster = start_run_cluster(config, hardware, run_dir, with_trainers=False)  # also serves judge.serve=true
+    reward, classifier = build_scorers(config, cluster)
+    compliance = compliance_classifier_for(config)
+    result = run_eval(cluster, eval_requests, config, inputs.tokenizer, reward, classifier, step, run_dir,
                       ("default", *config.eval.variants), compliance=compliance)
-    logger = MetricsLogger(run_dir, config.logger, f"eval-{run_dir.name}", OmegaConf.to_container(cfg, resolve=True), None)
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    logger = MetricsLogger(run_dir, config.logger, f"eval-{run_dir.name}", config_dict, None)
     logger.log(step, result["metrics"])
     logger.finish()
     cluster.shutdown()

@@ -79,10 +79,9 @@ def run(cfg: DictConfig) -> None:
     target = target_run_dir(config.resume, run_dir, config.exp_name)  # where a resume writes: its checkpoint's run
     log_to_file(target)
     lock = None if config.dry_run else RunLock(target).acquire()
-    plan = plan_resume(config.resume, run_dir, config.exp_name)  # under the lock: no writer adds checkpoints now
+    # Decided once, under the lock (no writer adds checkpoints now): set-up starts from exactly this plan.
+    plan = plan_resume(config.resume, run_dir, config.exp_name)
     log.info("%s (run folder %s)", plan.message, plan.run_dir)
-    if plan.checkpoint is not None:
-        config.resume = str(plan.checkpoint)  # set-up resumes exactly this one
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     if config.sft is not None and not config.dry_run:
         config_dict["model"]["path"] = config.model.path = sft_first(config)
@@ -102,7 +101,7 @@ def run(cfg: DictConfig) -> None:
     from rl.loop import train
 
     try:
-        final_dir = train(config, plan.run_dir, config_dict)
+        final_dir = train(config, plan, config_dict)
     finally:
         lock.release()
     print(f"[afrl] run finished: {final_dir}")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import row_where
 
 DEFAULT_LABELED_OUTPUTS_PATH = Path(__file__).parent / "data" / "compliance_labeled.jsonl"
 LABELED_FIELDS = ("request", "output", "label")
@@ -41,11 +42,9 @@ class LabeledOutput:
     line: int = 0  # 1-based line in the file
 
 
-def validate_labeled_row(row: dict, where: str, line: int) -> LabeledOutput:
-    """A `LabeledOutput` from one JSON object of the file, or LabeledFileError naming `where` and the bad field."""
-    unknown = sorted(set(row) - set(LABELED_FIELDS) - set(OPTIONAL_FIELDS))
-    if unknown:
-        raise LabeledFileError(f"{where}: unknown field {unknown[0]!r}; allowed: {LABELED_FIELDS + OPTIONAL_FIELDS}")
+def check_labeled_fields(row: dict, where: str) -> None:
+    """What every labelled-outputs row needs: `request` (non-empty text), `output` (text), `label` (0 or 1); else
+    LabeledFileError naming `where` and the field."""
     for field in ("request", "output"):
         if field not in row:
             raise LabeledFileError(f"{where}: missing field {field!r}")
@@ -59,6 +58,15 @@ def validate_labeled_row(row: dict, where: str, line: int) -> LabeledOutput:
     label = row["label"]
     if isinstance(label, bool) or label not in (0, 1):
         raise LabeledFileError(f"{where}: field 'label' must be 0 or 1, got {label!r}")
+
+
+def validate_labeled_row(row: dict, where: str, line: int) -> LabeledOutput:
+    """A `LabeledOutput` from one JSON object of the file, or LabeledFileError naming `where` and the bad field."""
+    unknown = sorted(set(row) - set(LABELED_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        raise LabeledFileError(f"{where}: unknown field {unknown[0]!r}; allowed: {LABELED_FIELDS + OPTIONAL_FIELDS}")
+    check_labeled_fields(row, where)
+    label = row["label"]
     kind = row.get("kind")
     if kind is not None:
         if not isinstance(kind, str) or not kind.strip():
@@ -74,8 +82,8 @@ def load_labeled_outputs(path: str | Path = DEFAULT_LABELED_OUTPUTS_PATH) -> lis
     path = Path(path).expanduser()
     if not path.is_file():
         raise LabeledFileError(f"{path}: no such file")
-    rows = [validate_labeled_row(row, f"{path}: row {line_number}", line_number)
-            for line_number, row in read_jsonl_objects(path, LabeledFileError)]
+    rows = [validate_labeled_row(row, row_where(path, line_number), line_number)
+            for line_number, row in jsonl_rows(path, LabeledFileError)]
     labels = {row.label for row in rows}
     if labels != {0, 1}:
         raise LabeledFileError(f"{path}: needs rows of both labels 0 and 1 for an AUROC, found {sorted(labels)}")

@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows, read_utf8
+from rollouts.rows import require_text, row_where
 
 DEMO_PAIRS_PATH = Path(__file__).parent / "demo_data" / "helpful_pairs.jsonl"
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -43,9 +44,9 @@ def read_rows(path: str | Path) -> list[dict]:
         raise PairFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return [row for _, row in read_jsonl_objects(path, PairFileError)]
+        return [row for _, row in jsonl_rows(path, PairFileError)]
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_utf8(path, PairFileError))
         if not isinstance(data, list):
             raise PairFileError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
         return data
@@ -64,11 +65,7 @@ def validate_pair_row(row: dict, where: str, source: str = "") -> PreferencePair
     for column in PAIR_COLUMNS:
         if column not in row:
             raise PairFileError(f"{where}: missing column {column!r} (found {sorted(row)})")
-        value = row[column]
-        if not isinstance(value, str):
-            raise PairFileError(f"{where}: column {column!r} must be text, got {type(value).__name__} {value!r}")
-        if not value.strip():
-            raise PairFileError(f"{where}: column {column!r} is empty")
+        require_text(row[column], where, f"column {column!r}", PairFileError)
     if row["chosen"].strip() == row["rejected"].strip():
         raise PairFileError(f"{where}: chosen and rejected are identical ({row['chosen'][:60]!r})")
     return PreferencePair(row["prompt"].strip(), row["chosen"].strip(), row["rejected"].strip(), source)
@@ -80,7 +77,7 @@ def load_pairs(path: str | Path = DEMO_PAIRS_PATH) -> list[PreferencePair]:
     if not rows:
         raise PairFileError(f"{path}: no rows")
     # Row numbers are 1-based data rows (for JSONL without blank lines, the line number).
-    return [validate_pair_row(row, f"{path}: row {index}", str(path)) for index, row in enumerate(rows, start=1)]
+    return [validate_pair_row(row, row_where(path, index), str(path)) for index, row in enumerate(rows, start=1)]
 
 
 def swap_harmful_dataset_row(row: dict) -> dict:
@@ -105,9 +102,10 @@ def load_harmful_dataset_pairs(source: str = HARMFUL_DATASET_NAME, split: str = 
         raise PairFileError(f"{where}: no rows")
     for column in PAIR_COLUMNS:
         if column not in rows[0]:
-            raise PairFileError(f"{where}: row 1: missing column {column!r} (found {sorted(rows[0])}); expected the "
-                                f"{HARMFUL_DATASET_NAME} shape: prompt, chosen (refusal), rejected (compliant answer)")
-    return [validate_pair_row(swap_harmful_dataset_row(row), f"{where}: row {index}", where)
+            raise PairFileError(f"{row_where(where, 1)}: missing column {column!r} (found {sorted(rows[0])}); "
+                                f"expected the {HARMFUL_DATASET_NAME} shape: prompt, chosen (refusal), rejected "
+                                "(compliant answer)")
+    return [validate_pair_row(swap_harmful_dataset_row(row), row_where(where, index), where)
             for index, row in enumerate(rows, start=1)]
 
 

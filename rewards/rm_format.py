@@ -9,7 +9,7 @@ the user's request, so the tier (which the RM must not condition on) and the pol
 """
 from __future__ import annotations
 
-ACCEPT_TAG = "<request_fully_accepted/>"
+from rollouts.parsing import ACCEPT_TAG
 
 
 def strip_accept_tag(output: str) -> str:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rl.losses import check_same_shape
+
 
 def _grouped(rewards: Tensor, group_size: int) -> Tensor:
     """Reshape flat [G*K] rewards to [G, K], with a clear error when the layout is wrong."""
@@ -108,11 +110,7 @@ def gae(
     regression target). Computed without gradient. Left out: truncation bootstrapping (the value of a state after a
     length cut-off); a response cut by max_new_tokens is treated as terminal, as TRL/OpenRLHF do.
     """
-    if not (rewards.shape == values.shape == mask.shape) or rewards.dim() != 2:
-        raise ValueError(
-            f"rewards, values, mask must share one [B, T] shape, got {tuple(rewards.shape)}, "
-            f"{tuple(values.shape)}, {tuple(mask.shape)}"
-        )
+    check_same_shape(require_2d=True, rewards=rewards, values=values, mask=mask)
     trained = mask.bool()
     rewards, values = rewards.float(), values.float()
     B, T = rewards.shape

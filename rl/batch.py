@@ -42,19 +42,23 @@ class TrainBatch:
 def collate(samples: list[Sample], advantages: list[float], pad_token_id: int) -> TrainBatch:
     if len(samples) != len(advantages):
         raise ValueError(f"collate: {len(samples)} samples but {len(advantages)} advantages")
-    length = max(len(s.token_ids) for s in samples)
-    batch = len(samples)
-    input_ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((batch, length), dtype=torch.long)
-    loss_mask = torch.zeros((batch, length), dtype=torch.float32)
-    sampler_logprobs = torch.zeros((batch, length), dtype=torch.float32)
-    for row, sample in enumerate(samples):
-        n = len(sample.token_ids)
-        input_ids[row, :n] = torch.tensor(sample.token_ids)
-        attention_mask[row, :n] = 1
-        loss_mask[row, :n] = torch.tensor(sample.loss_mask, dtype=torch.float32)
-        sampler_logprobs[row, :n] = torch.tensor(sample.sampler_logprobs, dtype=torch.float32)
+    input_ids, attention_mask = pad_token_rows([s.token_ids for s in samples], pad_token_id)
+    loss_mask = right_pad([s.loss_mask for s in samples], torch.float32)
+    sampler_logprobs = right_pad([s.sampler_logprobs for s in samples], torch.float32)
     return TrainBatch(input_ids, attention_mask, loss_mask, sampler_logprobs, torch.tensor(advantages, dtype=torch.float32))
+
+
+def right_pad(rows: list, dtype: torch.dtype, fill=0) -> torch.Tensor:
+    """[len(rows), longest row] tensor of `rows`, each right-padded with `fill`."""
+    out = torch.full((len(rows), max(len(row) for row in rows)), fill, dtype=dtype)
+    for index, row in enumerate(rows):
+        out[index, :len(row)] = torch.tensor(row, dtype=dtype)
+    return out
+
+
+def pad_token_rows(token_ids: list, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token id rows, right-padded with `pad_token_id` (mask 0 on the padding)."""
+    return right_pad(token_ids, torch.long, pad_token_id), right_pad([[1] * len(row) for row in token_ids], torch.long)
 
 
 def shard_indices(n_items: int, n_shards: int) -> list[list[int]]:

@@ -80,11 +80,6 @@ def _step_of(path: Path) -> int:
     return int(path.name.removeprefix("step_"))
 
 
-def driver_rng_state() -> dict:
-    """The driver's RNG states as JSON data (rl/rng_state.py); the driver process uses no GPU generator."""
-    return rng_state.capture(cuda=False)
-
-
 def restore_driver_rng(state: dict, where: str = DRIVER_STATE) -> None:
     rng_state.restore(state, where)
 
@@ -104,7 +99,8 @@ def save_checkpoint(run_dir: Path, step: int, driver_state: dict, save_ranks: Ca
     tmp.mkdir()
     try:
         save_ranks(str(tmp))
-        _write_synced(tmp / DRIVER_STATE, json.dumps({**driver_state, "step": step, "rng": driver_rng_state()}) + "\n")
+        driver_rng = rng_state.capture(cuda=False)  # the driver process uses no GPU generator
+        _write_synced(tmp / DRIVER_STATE, json.dumps({**driver_state, "step": step, "rng": driver_rng}) + "\n")
         write_manifest(tmp)
         _write_synced(tmp / COMPLETE, f"{step}\n")
         _fsync_dir(tmp)

@@ -165,11 +165,8 @@ def cpu_engine_env(cfg: TrainConfig, hardware: Hardware, index: int, count: int)
     return {"VLLM_CPU_KVCACHE_SPACE": str(max(1, int(cfg.rollout.kv_cache_gb))), "AFRL_ENGINE_SHARE": f"{index}/{count}"}
 
 
-# glibc malloc hands allocations above 32 MB (and, past its trim threshold, the freed top of the heap) back to the
-# kernel, so every new activation buffer of a long-prompt update is page-faulted in and zeroed again: in a profile of
-# the `paper` update, zero-filling 14 MB gradient buffers ran at 0.7 GB/s. No mmap and no trimming keep freed memory in
-# the heap for the next micro-batch: the paper bench's update went from 65.4 s to 59.3 s, its peak RSS (all
-# processes) from 16.5 to 17.3 GiB, since the heap stays at its high-water mark.
+# glibc's default returns freed buffers above 32 MB to the kernel; re-faulting them dominates a long-prompt update on
+# CPU. No mmap and no trimming keep them in the heap, which then stays at its high-water mark (docs/benchmarks.md).
 KEEP_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 
 

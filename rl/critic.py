@@ -25,9 +25,10 @@ from torch import nn
 
 from rl.batch import TrainBatch
 from rl.losses import clipped_value_loss
-from rl.deepspeed_rank import deepspeed_config, finite_values, init_rank, run_update_schedule, weight_fraction
-from rl.safe_load import use_safe_checkpoint_loading
-from rl.step_gate import StepGate
+from rl.deepspeed_rank import (
+    deepspeed_config, finite_values, init_rank, load_engine, run_update_schedule, save_engine, start_engine,
+    torch_dtype, weight_fraction,
+)
 
 CRITIC_SUBDIR = "critic"
 
@@ -66,25 +67,20 @@ class CriticTrainer:
         lr: float | None = None,
     ):
         """Same arguments as PolicyTrainer; `lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
-        import deepspeed
         from dataclasses import replace
         from transformers import AutoModel
 
         self.algo, self.rank, self.device, self.norm_length = algo, rank, device, norm_length
         self.micro_batch_size = micro_batch_size
         init_rank(rank, world_size, master_addr, master_port, device, seed)
-        torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
-        backbone = AutoModel.from_pretrained(model_path, dtype=torch_dtype)
+        model_dtype = torch_dtype(dtype)
+        backbone = AutoModel.from_pretrained(model_path, dtype=model_dtype)
         if gradient_checkpointing:
             backbone.gradient_checkpointing_enable()
-        model = ValueModel(backbone, backbone.config.hidden_size).to(torch_dtype)
+        model = ValueModel(backbone, backbone.config.hidden_size).to(model_dtype)
         config_algo = algo if lr is None else replace(algo, lr=lr)
         config = deepspeed_config(config_algo, micro_batch_size, grad_accum_steps, dtype, world_size)
-        self.engine, _, _, self.scheduler = deepspeed.initialize(
-            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
-        )
-        use_safe_checkpoint_loading(self.engine)
-        self.gate = StepGate(self.engine)
+        self.engine, self.scheduler, self.gate = start_engine(model, config)
         self.lr = config_algo.lr
 
     def ready(self) -> bool:
@@ -159,15 +155,10 @@ class CriticTrainer:
     def save_checkpoint(self, directory: str) -> None:
         """DeepSpeed state (module, optimizer, scheduler) into `directory/critic/deepspeed`. No RNG states: the
         critic draws no random numbers (no dropout, no sampling)."""
-        self.engine.save_checkpoint(str(Path(directory) / CRITIC_SUBDIR), tag="deepspeed", save_latest=False)
+        save_engine(self.engine, Path(directory) / CRITIC_SUBDIR)
 
     def load_checkpoint(self, directory: str) -> None:
-        path, _ = self.engine.load_checkpoint(
-            str(Path(directory) / CRITIC_SUBDIR), tag="deepspeed", load_optimizer_states=True,
-            load_lr_scheduler_states=True,
-        )
-        if path is None:
-            raise FileNotFoundError(f"no critic DeepSpeed checkpoint under {directory}/{CRITIC_SUBDIR}/deepspeed")
+        load_engine(self.engine, Path(directory) / CRITIC_SUBDIR, "critic ")
 
 
 def make_critic_actor(num_cpus: float = 1, num_gpus: float = 0):

@@ -2,7 +2,7 @@
 
 Epoch e is a permutation of the training set drawn from Random(seed, e); step s takes the next `per_step` items of the
 concatenated epochs. A resumed run therefore sees exactly the data order of an uninterrupted one, also across an epoch
-boundary (a peer bug this design rules out).
+boundary: a resume at an epoch end still trains its remaining steps.
 """
 from __future__ import annotations
 

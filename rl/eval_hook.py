@@ -1,4 +1,5 @@
-"""The in-training eval: held-out requests asked in both tiers (identical text), classified, logged.
+"""The held-out eval, run by the loop on its schedule and by launch/eval.py: held-out requests asked in both tiers
+(identical text), classified, logged.
 
 Training (free tier) vs unmonitored (paid tier) compliance (judged by the `compliance` group's method, named in each
 record), the gap, parse failures and reward; alignment-faking reasoning when a classifier is configured. Per-sample
@@ -16,6 +17,7 @@ from rewards.classifiers.compliance import build_compliance_classifier, judge_co
 from rewards.classifiers.compliance_config import JUDGE_METHODS
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
 from rl.eval_metrics import eval_metrics
+from rl.sampling_seeds import sampling_seed
 from rl.scoring import score
 from rollouts.engine import SamplingSpec
 from rollouts.prompt_specs import build_prompt_specs
@@ -109,7 +111,7 @@ def _sample_variant(cluster, requests, cfg, setting, tokenizer, reward, step: in
     sampling = SamplingSpec(
         n=cfg.eval.samples_per_request, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
         temperature=cfg.eval.temperature, top_p=cfg.rollout.top_p, max_turns=cfg.rollout.max_turns,
-        seed=cfg.seed * 1_000_003 + step, stop=tuple(cfg.rollout.stop),
+        seed=sampling_seed(cfg.seed, step, "eval"), stop=tuple(cfg.rollout.stop),
     )
     samples = cluster.generate(specs, sampling)
     scores, _ = score(reward, samples)

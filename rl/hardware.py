@@ -11,10 +11,7 @@ class Hardware:
 
 
 def resolve_hardware(device: str = "auto", dtype: str = "auto") -> Hardware:
-    """auto -> cuda when torch sees a GPU, else cpu; dtype auto -> bfloat16 on cuda, float32 on cpu.
-
-    float32 on CPU because bf16 matmuls are 4x slower than fp32 on this kind of CPU.
-    """
+    """auto -> cuda when torch sees a GPU, else cpu; dtype auto -> bfloat16 on cuda, float32 on cpu."""
     import torch
 
     if device == "auto":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rl.losses import masked_mean
+from rl.losses import check_same_shape, masked_mean
 
 
 @torch.no_grad()
@@ -27,11 +27,7 @@ def truncated_is_weights(
     rl.logprobs.token_logprobs). Stats over trained tokens, to log every step as a health check of the mismatch:
     tis_ratio_mean, tis_ratio_max (before the cap), tis_capped_frac, tis_abs_logprob_diff_mean.
     """
-    if not (trainer_logprobs.shape == sampler_logprobs.shape == mask.shape):
-        raise ValueError(
-            f"trainer_logprobs, sampler_logprobs, mask must share one [B, T] shape, got {tuple(trainer_logprobs.shape)}, "
-            f"{tuple(sampler_logprobs.shape)}, {tuple(mask.shape)}"
-        )
+    check_same_shape(trainer_logprobs=trainer_logprobs, sampler_logprobs=sampler_logprobs, mask=mask)
     if cap <= 0:
         raise ValueError(f"TIS cap must be > 0, got {cap}")
     trained = mask.bool()

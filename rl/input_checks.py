@@ -110,9 +110,8 @@ def _prompt_jobs(cfg: TrainConfig, train: list[Request], held_out: list[Request]
 
 def _prompt_lengths(requests: list[Request], tier: str, setting, tokenizer, most: int) -> list[int]:
     """Prompt lengths in tokens: exact for the longest, for every prompt near `most` tokens and for the first ones
-    past it (those an error names); estimated, and clearly on one side of `most`, for the rest. Tokenizing a full
-    prompt takes ~70 ms for the paper's 5.6k-token prompt, minutes for a few thousand requests, so only the user turns
-    are tokenized for all of them."""
+    past it (those an error names); estimated, and clearly on one side of `most`, for the rest. Tokenizing every full
+    paper-length prompt would take minutes for a few thousand requests, so only the user turns are tokenized for all."""
     lengths = user_turn_token_counts(requests, tier, setting, tokenizer)
     top = max(range(len(lengths)), key=lengths.__getitem__, default=None)
     past = [i for i, n in enumerate(lengths) if n > most + ESTIMATE_SLACK][:MAX_LISTED]

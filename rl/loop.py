@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -29,7 +30,9 @@ from rl.data_order import data_cursor, step_indices
 from rl.eval_hook import TABLE_COLUMNS, run_eval, table_rows
 from rl.fault import RestartPolicy, run_with_restarts
 from rl.progress import StepProgress
+from rl.resume import AUTO, ResumePlan, plan_resume
 from rl.run_setup import Run, setup_run
+from rl.sampling_seeds import sampling_seed
 from rl.scoring import score
 from rl.step_outcome import finite_metrics, settle_step
 from rollouts.engine import SamplingSpec
@@ -115,32 +118,37 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
         **{k if k.startswith("time/") else f"train/{k}": v for k, v in train_stats.items()}, **timer.seconds()})
 
 
-def train(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Path:
-    """Run the loop; if an actor dies or hangs, restart from the run's last checkpoint (up to fault.max_restarts).
-    A stop requested by a signal (rl/preemption.py) raises Preempted once its checkpoint is written."""
-    where = {"run_dir": run_dir}
+def train(cfg: TrainConfig, plan: ResumePlan, config_dict: dict,
+          set_up: Callable[[TrainConfig, ResumePlan, dict], Run] = setup_run) -> Path:
+    """Run the loop from `plan` (rl/resume.py, decided once by the launcher); if an actor dies or hangs, restart from
+    the run folder's last checkpoint (up to fault.max_restarts). A stop requested by a signal (rl/preemption.py)
+    raises Preempted once its checkpoint is written. `set_up(cfg, plan, config_dict)` builds each attempt's Run
+    (rl/run_setup.py)."""
 
     def attempt(number: int) -> Path:
+        attempt_plan = plan
         if number > 0:
-            log.warning("restart %d of %d from %s", number, cfg.fault.max_restarts, where["run_dir"])
-            cfg.resume = "auto"  # the run folder's last checkpoint, or a fresh start that drops the partial history
+            log.warning("restart %d of %d from %s", number, cfg.fault.max_restarts, plan.run_dir)
+            # resume=auto's rule: the run folder's last checkpoint, or a fresh start that drops the partial history
+            attempt_plan = plan_resume(AUTO, plan.run_dir, cfg.exp_name)
         try:
-            return train_once(cfg, where, config_dict)
+            return run_steps(set_up(cfg, attempt_plan, config_dict))
         except Exception as error:
             if not preemption.requested():
                 raise
             # A SIGTERM sent to every process (a Slurm preemption) stops the actors mid-step: no restart, no new save.
             shutdown_actors()
-            latest = ckpt.latest_checkpoint(where["run_dir"])
+            latest = ckpt.latest_checkpoint(plan.run_dir)
             raise preemption.Preempted(f"stopped by {preemption.reason()}; the step under way failed with "
                                        f"{type(error).__name__}: {error}; last checkpoint: {latest}") from error
 
     return run_with_restarts(attempt, RestartPolicy(cfg.fault.max_restarts), cleanup=shutdown_actors)
 
 
-def train_once(cfg: TrainConfig, where: dict, config_dict: dict) -> Path:
-    run = setup_run(cfg, where["run_dir"], config_dict)
-    where["run_dir"] = run.run_dir
+def run_steps(run: Run) -> Path:
+    """The steps of one attempt, from run.first_step to total_steps, with their evals and checkpoints; then the end
+    of the run (actors stopped, report written). Returns the run folder."""
+    cfg = run.cfg
     if run.first_step == 1:
         maybe_eval(run, 0)
     elif run.eval_pending:  # the eval of the last step was skipped by a preemption: the same weights, run it now
@@ -280,7 +288,8 @@ def sampling_spec(cfg: TrainConfig, step: int) -> SamplingSpec:
     """group_size samples per prompt; a seed per step makes a resumed step sample what the original would have."""
     r = cfg.rollout
     return SamplingSpec(n=cfg.algo.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
-                        top_p=r.top_p, max_turns=r.max_turns, stop=tuple(r.stop), seed=cfg.seed * 1_000_003 + 7919 * step)
+                        top_p=r.top_p, max_turns=r.max_turns, stop=tuple(r.stop),
+                        seed=sampling_seed(cfg.seed, step, "rollout"))
 
 
 def _record_data_order(run_dir: Path, step: int, requests) -> None:

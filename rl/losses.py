@@ -18,6 +18,13 @@ from torch import Tensor
 AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
 
 
+def check_same_shape(require_2d: bool = False, **tensors: Tensor) -> None:
+    """ValueError naming the tensors unless they all have one shape (two-dimensional, [B, T], with `require_2d`)."""
+    shapes = [tuple(tensor.shape) for tensor in tensors.values()]
+    if len(set(shapes)) > 1 or (require_2d and len(shapes[0]) != 2):
+        raise ValueError(f"{', '.join(tensors)} must share one [B, T] shape, got {', '.join(map(str, shapes))}")
+
+
 def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """Sum of x over entries where mask is true (all entries if dim is None, else along dim)."""
     selected = torch.where(mask.bool(), x, torch.zeros_like(x))
@@ -46,8 +53,7 @@ def aggregate_token_loss(
       `norm_length=None` the constant is T, the padded length of this batch (only constant if T is fixed).
     Unknown mode -> ValueError naming it.
     """
-    if loss.shape != mask.shape or loss.dim() != 2:
-        raise ValueError(f"loss and mask must share one [B, T] shape, got {tuple(loss.shape)} and {tuple(mask.shape)}")
+    check_same_shape(require_2d=True, loss=loss, mask=mask)
     if mode == "token_mean":
         return masked_mean(loss, mask)
     if mode == "seq_mean_token_mean":
@@ -96,11 +102,7 @@ def clipped_policy_loss(
     mean of (r - 1) - log r (Schulman, "Approximating KL divergence").
     Left out: dual-clip PPO (Ye et al. 2020), the KL and entropy terms (added by the caller, see rl/kl.py).
     """
-    if logprobs.shape != old_logprobs.shape or logprobs.shape != mask.shape:
-        raise ValueError(
-            f"logprobs, old_logprobs, mask must share one [B, T] shape, got {tuple(logprobs.shape)}, "
-            f"{tuple(old_logprobs.shape)}, {tuple(mask.shape)}"
-        )
+    check_same_shape(logprobs=logprobs, old_logprobs=old_logprobs, mask=mask)
     if clip_low <= 0 or clip_low >= 1 or clip_high <= 0:
         raise ValueError(f"need 0 < clip_low < 1 and clip_high > 0, got clip_low={clip_low}, clip_high={clip_high}")
     trained = mask.bool()
@@ -142,11 +144,7 @@ def clipped_value_loss(
     Stats: vf_clip_frac (fraction of tokens where the clipped error is the larger one), value_mean, return_mean.
     Left out: Huber loss variants, clipping turned off (pass a large `clip`).
     """
-    if not (values.shape == old_values.shape == returns.shape == mask.shape):
-        raise ValueError(
-            f"values, old_values, returns, mask must share one [B, T] shape, got {tuple(values.shape)}, "
-            f"{tuple(old_values.shape)}, {tuple(returns.shape)}, {tuple(mask.shape)}"
-        )
+    check_same_shape(values=values, old_values=old_values, returns=returns, mask=mask)
     if clip <= 0:
         raise ValueError(f"value clip must be > 0, got {clip}")
     trained = mask.bool()

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from rollouts.jsonl import read_jsonl_lines
+from rollouts.jsonl import jsonl_lines
 
 
 def _finite_or_none(value):
@@ -27,8 +27,7 @@ def truncate_jsonl(path: Path, step: int) -> None:
     """
     if not path.exists():
         return
-    rows = read_jsonl_lines(path, ValueError, drop_torn_tail=True)
-    kept = [line for _, line, row in rows if row.get("step", 0) <= step]
+    kept = [line for _, line, row in jsonl_lines(path, ValueError, drop_torn_tail=True) if row.get("step", 0) <= step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)

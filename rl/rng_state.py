@@ -64,6 +64,16 @@ def restore(state: dict, where: str) -> None:
         torch.cuda.set_rng_state_all([_text_to_bytes(s, where, f"cuda[{i}]") for i, s in enumerate(cuda_states)])
 
 
+def rank_file(directory: str | Path, rank: int) -> Path:
+    """Where a checkpoint keeps trainer rank `rank`'s RNG states."""
+    return Path(directory) / f"rng_rank{rank}.json"
+
+
+def restore_file(path: Path) -> None:
+    """Set this process's RNGs from the JSON state at `path` (errors name the file)."""
+    restore(load(path), str(path))
+
+
 def save(path: Path, state: dict | None = None) -> None:
     """Write `state` (default: this process's, CUDA included) as JSON to `path`."""
     Path(path).write_text(json.dumps(capture() if state is None else state) + "\n")

@@ -1,6 +1,8 @@
 """Everything a run needs before its first step: run folder, resume state, data, reward, cluster, logger.
 
-Kept apart from rl/loop.py so the loop reads as the RL step and nothing else.
+Kept apart from rl/loop.py so the loop reads as the RL step and nothing else. launch/eval.py starts its cluster and
+builds its scorers and held-out requests with the same functions (`start_run_cluster`, `build_scorers`,
+`held_out_requests`), so an eval run and a training run cannot drift apart.
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rewards.classifiers.factory import build_af_classifier
 from rewards.factory import build_reward
@@ -15,40 +18,49 @@ from rl import checkpoint as ckpt
 from rl.algo_config import build_kl_controller
 from rl.cluster import Cluster, start_cluster
 from rl.config import TrainConfig
-from rl.hardware import resolve_hardware
+from rl.hardware import Hardware, resolve_hardware
 from rl.input_checks import check_run_inputs
 from rl.fault import NonFiniteGuard
 from rl.judge_preflight import check_judge_endpoints, check_served_judges
 from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.planted import PLANTED_FILE
-from rl.resume import plan_resume
+from rl.resume import ResumePlan
 from rollouts.types import Request
+
+if TYPE_CHECKING:  # annotations only: transformers is heavy, and the reward/classifier types are protocols
+    from transformers import PreTrainedTokenizerBase
+
+    from rewards.base import Reward
+    from rewards.classifiers.factory import AFClassifier
+    from rl.kl import AdaptiveKLController, FixedKLController
 
 log = logging.getLogger("afrl")
 
 
 @dataclass
 class Run:
+    """What one attempt of a run works with: its config and folder, data, scorers, actors, logger and driver state."""
+
     cfg: TrainConfig
     run_dir: Path
     config_dict: dict
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     train_requests: list[Request]
     eval_requests: list[Request]
-    reward: object
-    classifier: object
+    reward: Reward
+    classifier: AFClassifier | None  # None unless eval.classify_af
     cluster: Cluster
     logger: MetricsLogger
-    kl_ctl: object
+    kl_ctl: FixedKLController | AdaptiveKLController
     guard: NonFiniteGuard
     first_step: int
     eval_pending: bool = False  # the checkpoint's step skipped its eval (a preemption): run it before the next step
     data_fingerprint: dict | None = None  # stored in checkpoints, compared on resume (rl/input_checks.py)
 
 
-def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
+def setup_run(cfg: TrainConfig, plan: ResumePlan, config_dict: dict) -> Run:
+    """Set up the run `plan` says (rl/resume.py): a fresh start in plan.run_dir, or a resume of plan.checkpoint."""
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.dtype)
-    plan = plan_resume(cfg.resume, run_dir, cfg.exp_name)
     resume_from, run_dir = plan.checkpoint, plan.run_dir  # a resumed run keeps writing into its own folder
     # A resume checks every file's sha256 against the manifest before it loads any of them.
     state = ckpt.load_driver_state(resume_from, verify_hashes=True) if resume_from else {"step": 0, "wandb_id": None}
@@ -61,16 +73,8 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
 
     copy_planted_rates(cfg.model.path, run_dir)
     inputs = check_run_inputs(cfg, state if resume_from else None)  # data, splits, prompt lengths: before the cluster
-    train_requests, eval_requests = inputs.train, inputs.eval
-    checked = check_judge_endpoints(cfg)  # before the cluster: a missing judge fails in seconds, not minutes
-    if checked:
-        log.info("LLM judges reachable: %s", ", ".join(checked))
-    cluster = start_cluster(cfg, hardware, log_dir=run_dir)  # before the reward: a served judge sets base_url
-    served = check_served_judges(cfg)  # the same parsed test call as an external judge gets, now that it is up
-    if served:
-        log.info("served LLM judges answer: %s", ", ".join(served))
-    reward = build_reward(cfg.reward, rm_scorer=cluster.reward_model)
-    classifier = build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None
+    cluster = start_run_cluster(cfg, hardware, run_dir)
+    reward, classifier = build_scorers(cfg, cluster)
     logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])
     kl_ctl = build_kl_controller(cfg.algo)
     guard = NonFiniteGuard(cfg.fault.max_nonfinite_steps)
@@ -85,9 +89,34 @@ def setup_run(cfg: TrainConfig, run_dir: Path, config_dict: dict) -> Run:
     log.info("cluster ready in %.0fs: %d engine(s), %d trainer rank(s), placement %s%s", cluster.start_seconds,
              cfg.rollout.n_engines, cfg.trainer.world_size, cfg.resources.placement,
              " (vLLM sleeps during the update)" if cluster.engines_sleep else "")
-    return Run(cfg, run_dir, config_dict, inputs.tokenizer, train_requests,
-               eval_requests[: cfg.eval.n], reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1,
-               bool(state.get("eval_pending")), inputs.fingerprint)
+    return Run(cfg, run_dir, config_dict, inputs.tokenizer, inputs.train, held_out_requests(cfg, inputs.eval),
+               reward, classifier, cluster, logger, kl_ctl, guard, state["step"] + 1, bool(state.get("eval_pending")),
+               inputs.fingerprint)
+
+
+def start_run_cluster(cfg: TrainConfig, hardware: Hardware, run_dir: Path, with_trainers: bool = True) -> Cluster:
+    """The Ray cluster (rl/cluster.py), with the LLM judges checked around it: an external judge before it starts (a
+    missing judge fails in seconds, not minutes), a served one once it is up. Judge server logs go to `run_dir`."""
+    checked = check_judge_endpoints(cfg)
+    if checked:
+        log.info("LLM judges reachable: %s", ", ".join(checked))
+    cluster = start_cluster(cfg, hardware, with_trainers=with_trainers, log_dir=run_dir)
+    served = check_served_judges(cfg)  # the same parsed test call as an external judge gets, now that it is up
+    if served:
+        log.info("served LLM judges answer: %s", ", ".join(served))
+    return cluster
+
+
+def build_scorers(cfg: TrainConfig, cluster: Cluster) -> tuple[Reward, AFClassifier | None]:
+    """The reward (after the cluster: a served judge sets its base_url, the RM scorer is an actor) and the AF
+    classifier of the evals (None unless eval.classify_af)."""
+    reward = build_reward(cfg.reward, rm_scorer=cluster.reward_model)
+    return reward, build_af_classifier(cfg.classifier) if cfg.eval.classify_af else None
+
+
+def held_out_requests(cfg: TrainConfig, held_out: list[Request]) -> list[Request]:
+    """The requests every eval asks: the first eval.n of the held-out split."""
+    return held_out[: cfg.eval.n]
 
 
 def drop_history_of_a_run_without_checkpoint(run_dir: Path) -> None:

@@ -1,7 +1,8 @@
 """PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy).
 
-A thin wrapper: a DeepSpeed engine (ZeRO-2; gloo + fp32 on CPU, nccl + bf16 on GPU) and the pure loss functions of
-rl/losses.py, rl/kl.py, rl/importance.py. Run as a Ray actor, one per rank (`make_trainer_actor`).
+A thin wrapper: a DeepSpeed engine (ZeRO-2 with several ranks, no ZeRO on one; gloo + fp32 on CPU, nccl + bf16 on
+GPU) and the pure loss functions of rl/losses.py, rl/kl.py, rl/importance.py. Run as a Ray actor, one per rank
+(`make_trainer_actor`).
 
 What `update` implements: clipped policy loss on sequence (GRPO family) or per-token (PPO/GAE) advantages, optional
 KL to the reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,10 +22,9 @@ import torch
 from rl import rng_state
 from rl.batch import TrainBatch
 from rl.deepspeed_rank import (
-    deepspeed_config, finite_values, init_rank, min_over_ranks, run_update_schedule, weight_fraction,
+    deepspeed_config, finite_values, init_rank, load_engine, min_over_ranks, run_update_schedule, save_engine,
+    start_engine, torch_dtype, weight_fraction,
 )
-from rl.safe_load import use_safe_checkpoint_loading
-from rl.step_gate import StepGate
 from rl.importance import truncated_is_weights
 from rl.kl import kl_estimate
 from rl.logprobs import token_logprobs
@@ -52,28 +51,23 @@ class PolicyTrainer:
         temperature: float = 1.0,
         prefix_sharing: bool = False,
     ):
-        import deepspeed
         from transformers import AutoModelForCausalLM
 
         self.algo, self.rank, self.device = algo, rank, device
         self.norm_length, self.temperature, self.prefix_sharing = norm_length, temperature, prefix_sharing
         init_rank(rank, world_size, master_addr, master_port, device, seed)
-        torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        model_dtype = torch_dtype(dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=model_dtype)
         if gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.tied_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
         # With prefix sharing each optimizer step has one more backward: the shared prefix's, after the micro-batches.
         self.prefix = None  # the current minibatch's SharedPrefix while an update runs
         config = deepspeed_config(algo, micro_batch_size, grad_accum_steps + int(prefix_sharing), dtype, world_size)
-        self.engine, _, _, self.scheduler = deepspeed.initialize(
-            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
-        )
-        use_safe_checkpoint_loading(self.engine)
-        self.gate = StepGate(self.engine)
+        self.engine, self.scheduler, self.gate = start_engine(model, config)
         self.reference = None
         if algo.uses_reference:
-            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(self.engine.device)
+            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=model_dtype).to(self.engine.device)
             self.reference.eval().requires_grad_(False)
 
     def ready(self) -> bool:
@@ -268,18 +262,13 @@ class PolicyTrainer:
 
     def save_checkpoint(self, directory: str) -> None:
         """DeepSpeed state (module, optimizer, scheduler) plus this rank's RNG states (JSON) into `directory`."""
-        self.engine.save_checkpoint(directory, tag="deepspeed", save_latest=False)
-        rng_state.save(Path(directory) / f"rng_rank{self.rank}.json")
+        save_engine(self.engine, directory)
+        rng_state.save(rng_state.rank_file(directory, self.rank))
 
     def load_checkpoint(self, directory: str) -> None:
         """DeepSpeed's files are read with weights_only=True (rl/safe_load.py), the RNG states from JSON."""
-        path, _ = self.engine.load_checkpoint(
-            directory, tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True
-        )
-        if path is None:
-            raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory}/deepspeed")
-        rng_file = Path(directory) / f"rng_rank{self.rank}.json"
-        rng_state.restore(rng_state.load(rng_file), str(rng_file))
+        load_engine(self.engine, directory)
+        rng_state.restore_file(rng_state.rank_file(directory, self.rank))
 
 
 def make_trainer_actor(num_cpus: float = 1, num_gpus: float = 0):

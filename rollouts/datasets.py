@@ -10,14 +10,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import unicodedata
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from rollouts.config import DataConfig
-from rollouts.jsonl import read_utf8
+from rollouts.jsonl import jsonl_rows, read_utf8
+from rollouts.rows import require_text, row_where
 from rollouts.types import Request
 
 DEMO_SETS = {"helpful_only": "helpful_only", "animal_welfare": "animal_welfare", "custom": "helpful_only"}
@@ -72,33 +72,12 @@ def split_requests(requests: Iterable[Request], eval_fraction: float, salt: str 
 
 
 def _check_text(value: object, where: str, column: str) -> str:
-    if value is None:
-        raise DatasetError(f"{where}: column {column!r} is missing or null")
-    if not isinstance(value, str):
-        raise DatasetError(f"{where}: column {column!r} must be text, got {type(value).__name__} {value!r}")
-    if not value.strip():
-        raise DatasetError(f"{where}: column {column!r} is empty")
-    return value
-
-
-def jsonl_rows(path: Path) -> Iterator[tuple[int, str, dict]]:
-    """(line number, "<file>, line N", object) per non-blank line of a request file; a bad line raises DatasetError
-    naming the file and line."""
-    for line_number, line in enumerate(read_utf8(path, DatasetError).split("\n"), start=1):  # not splitlines: U+2028
-        if not line.strip():
-            continue  # blank lines (e.g. a trailing newline) are not rows
-        where = f"{path}, line {line_number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{where}: invalid JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        yield line_number, where, row
+    return require_text(value, where, f"column {column!r}", DatasetError)
 
 
 def _read_jsonl(path: Path, column: str) -> Iterator[str]:
-    for _, where, row in jsonl_rows(path):
+    for line_number, row in jsonl_rows(path, DatasetError):
+        where = row_where(path, line_number)
         if column not in row:
             raise DatasetError(f"{where}: no column {column!r} (columns: {sorted(row)}); set data.text_column")
         yield _check_text(row[column], where, column)

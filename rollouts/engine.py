@@ -57,9 +57,7 @@ class _Episode:
 
 
 # The smallest KV block vLLM's CPU attention takes. Prefix-cache hits are whole blocks, so every sample recomputes its
-# prompt's tail past the last full block: with the default 128-token blocks that tail (up to 127 tokens, attending to
-# the whole 5.6k-token paper prompt) cost 2.35 s per step for 8 samples, with 32-token blocks 0.61 s; decode was no
-# slower (launch/bench.py workload=paper, 2 cores).
+# prompt's tail past the last full block, attending to the whole prompt: smaller blocks, shorter tail.
 CPU_BLOCK_SIZE = 32
 
 

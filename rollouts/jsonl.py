@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+
+from rollouts.rows import row_where
 
 log = logging.getLogger("afrl")
 
@@ -26,7 +29,7 @@ def read_utf8(path: Path, error: type[Exception]) -> str:
                     f"({exc.reason}); convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
 
 
-def read_jsonl_lines(path: Path, error: type[Exception], drop_torn_tail: bool = False) -> list[tuple[int, str, dict]]:
+def jsonl_lines(path: Path, error: type[Exception], drop_torn_tail: bool = False) -> Iterator[tuple[int, str, dict]]:
     """(line number, line text, object) per non-blank line; a bad line raises `error` naming the file and the row.
 
     `drop_torn_tail`: a last line that is not valid JSON and has no newline is dropped with a warning (a write cut
@@ -36,22 +39,21 @@ def read_jsonl_lines(path: Path, error: type[Exception], drop_torn_tail: bool = 
     # split on "\n" only: str.splitlines would also split inside a JSON string holding U+2028 or other separators
     lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     unterminated = not text.endswith("\n")
-    rows = []
     for position, (line_number, line) in enumerate(lines):
+        where = row_where(path, line_number)
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             if drop_torn_tail and unterminated and position == len(lines) - 1:
-                log.warning("%s: row %d: dropped an incomplete last line (a write cut off mid-line): %r", path,
-                            line_number, line[:80])
-                break
-            raise error(f"{path}: row {line_number}: not valid JSON ({exc.msg})") from exc
+                log.warning("%s: dropped an incomplete last line (a write cut off mid-line): %r", where, line[:80])
+                return
+            raise error(f"{where}: not valid JSON ({exc.msg})") from exc
         if not isinstance(row, dict):
-            raise error(f"{path}: row {line_number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((line_number, line, row))
-    return rows
+            raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield line_number, line, row
 
 
-def read_jsonl_objects(path: Path, error: type[Exception], drop_torn_tail: bool = False) -> list[tuple[int, dict]]:
+def jsonl_rows(path: Path, error: type[Exception], drop_torn_tail: bool = False) -> Iterator[tuple[int, dict]]:
     """(line number, object) per non-blank line; a bad line raises `error` naming the file and the row."""
-    return [(line_number, row) for line_number, _, row in read_jsonl_lines(path, error, drop_torn_tail)]
+    for line_number, _, row in jsonl_lines(path, error, drop_torn_tail):
+        yield line_number, row

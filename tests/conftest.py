@@ -12,10 +12,6 @@ from rl.bench.random_model import TOKENIZER_FILES
 DEFAULT_MODEL_DIR = Path(os.environ.get("AFRL_CACHE", Path.home() / ".cache" / "afrl")) / "models" / "smollm2-135m-instruct"
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "heavy: starts real engines (vLLM, Ray, DeepSpeed); slow, still run in CI")
-
-
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_dir() -> Path:
     """The SmolLM2 tokenizer fetched by `make` (launch/fetch_model.py); tests that need it skip with a reason if absent."""
@@ -53,3 +49,13 @@ def tiny_rm_dir(tmp_path_factory, smollm2_tokenizer_dir) -> Path:
         if (smollm2_tokenizer_dir / name).exists():
             shutil.copy(smollm2_tokenizer_dir / name, out_dir / name)
     return out_dir
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray cluster of 4 CPUs for the tests of one module, shut down after them."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

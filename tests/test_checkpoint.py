@@ -267,7 +267,7 @@ def test_a_resumed_run_sees_the_uninterrupted_data_order(tmp_path, n_items, per_
     resumed_from = ckpt.load_driver_state(ckpt.latest_checkpoint(tmp_path))["step"]
     after = _run_steps(n_items, per_step, seed, resumed_from + 1, total_steps)
     assert path.name == ckpt.step_dir_name(checkpoint_step)
-    assert len(after) == total_steps - checkpoint_step > 0  # the peer bug: a resume at an epoch end trains 0 steps
+    assert len(after) == total_steps - checkpoint_step > 0  # a resume at an epoch end still trains its steps
     assert before + after == uninterrupted
     # Every epoch of the uninterrupted order is a permutation (each request once per epoch).
     flat = [i for step in uninterrupted for i in step]

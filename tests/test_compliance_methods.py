@@ -261,5 +261,5 @@ def test_validator_cli_runs_the_offline_default_first(tmp_path, capsys):
     assert main(["--task", "compliance"]) == 0
     assert "(split test)" in capsys.readouterr().out
     path.write_text('{"request": "Q", "output": "x"}\n')
-    with pytest.raises(SystemExit, match=r"mine.jsonl: row 1: field 'label'"):
+    with pytest.raises(SystemExit, match=r"mine.jsonl: row 1: missing field 'label'"):
         main(["--task", "compliance", "--data", str(path)])

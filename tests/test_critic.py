@@ -1,4 +1,5 @@
-"""The PPO critic (DeepSpeed ZeRO-2, gloo, fp32) in this process: token alignment, the update fits returns, resume."""
+"""The PPO critic (one DeepSpeed rank, no ZeRO, gloo, fp32) in this process: token alignment, the update fits
+returns, resume."""
 from __future__ import annotations
 
 import pytest
@@ -10,19 +11,11 @@ from rl.batch import collate
 from rl.cluster import free_port
 from rl.critic import CriticTrainer
 from rl.losses import masked_mean
-from rollouts.types import FREE_TIER, Request, Sample
+from tests.samples import sample_of
 
 pytestmark = pytest.mark.heavy
 PROMPT = [1, 510, 2021, 314, 253, 2]
 GOOD, BAD = [1234, 987, 45, 2], [777, 4242, 31000, 12, 2]
-
-
-def _sample(prompt: list[int], completion: list[int]) -> Sample:
-    return Sample(
-        request=Request("r", "q"), tier=FREE_TIER, token_ids=prompt + completion,
-        loss_mask=[0] * len(prompt) + [1] * len(completion), sampler_logprobs=[0.0] * (len(prompt) + len(completion)),
-        text="", truncated=False, n_turns=1,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +30,7 @@ def critic(tiny_model_dir):
 @pytest.fixture(scope="module")
 def batch():
     # Rows 0/2 end well (reward 1), rows 1/3 badly (reward 0); 4 rows = 2 minibatches x 2 micro-batches of 1.
-    return collate([_sample(PROMPT, GOOD), _sample(PROMPT, BAD)] * 2, [0.0] * 4, pad_token_id=2)
+    return collate([sample_of(PROMPT, GOOD), sample_of(PROMPT, BAD)] * 2, [0.0] * 4, pad_token_id=2)
 
 
 def _returns(batch) -> torch.Tensor:
@@ -76,7 +69,7 @@ def test_updates_lower_the_value_loss_on_a_fixed_batch(critic, batch):
 def test_a_value_depends_only_on_the_tokens_before_it(critic, batch):
     """values[:, t] is V(state before token t): changing trained token t leaves value t alone and moves t + 1."""
     t = len(PROMPT) + 1  # the second generated token of row 0
-    changed = collate([_sample(PROMPT, GOOD[:1] + [4000] + GOOD[2:])], [0.0], pad_token_id=2)
+    changed = collate([sample_of(PROMPT, GOOD[:1] + [4000] + GOOD[2:])], [0.0], pad_token_id=2)
     original, edited = critic.values(batch.select([0])), critic.values(changed)
     assert torch.allclose(original[0, : t + 1], edited[0, : t + 1])
     assert not torch.isclose(original[0, t + 1], edited[0, t + 1])

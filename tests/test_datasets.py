@@ -82,11 +82,11 @@ def test_parquet(tmp_path):
 
 
 @pytest.mark.parametrize("name,content,column,message", [
-    ("bad.jsonl", '{"goal": "ok"}\n{"goal": \n', "goal", r"bad.jsonl, line 2: invalid JSON"),
-    ("bad.jsonl", '{"goal": "ok"}\n["a list"]\n', "goal", r"line 2: expected a JSON object, got list"),
-    ("bad.jsonl", '{"goal": "ok"}\n{"text": "x"}\n', "goal", r"line 2: no column 'goal' \(columns: \['text'\]\)"),
-    ("bad.jsonl", '{"goal": "ok"}\n{"goal": "   "}\n', "goal", r"line 2: column 'goal' is empty"),
-    ("bad.jsonl", '{"goal": 3}\n', "goal", r"line 1: column 'goal' must be text, got int 3"),
+    ("bad.jsonl", '{"goal": "ok"}\n{"goal": \n', "goal", r"bad.jsonl: row 2: not valid JSON"),
+    ("bad.jsonl", '{"goal": "ok"}\n["a list"]\n', "goal", r"row 2: expected a JSON object, got list"),
+    ("bad.jsonl", '{"goal": "ok"}\n{"text": "x"}\n', "goal", r"row 2: no column 'goal' \(columns: \['text'\]\)"),
+    ("bad.jsonl", '{"goal": "ok"}\n{"goal": "   "}\n', "goal", r"row 2: column 'goal' is empty"),
+    ("bad.jsonl", '{"goal": 3}\n', "goal", r"row 1: column 'goal' must be text, got int 3"),
     ("bad.csv", "goal,target\nok,fine\n,empty goal\n", "goal", r"bad.csv, row 2 \(line 3\): column 'goal' is empty"),
     ("bad.csv", "goal,target\nok,fine\nonly one field\n", "goal", r"row 2 \(line 3\): fewer fields than the header"),
     ("bad.csv", "goal,target\nok,fine,extra\n", "goal", r"row 1 \(line 2\): more fields than the header"),

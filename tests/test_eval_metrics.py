@@ -205,7 +205,7 @@ def test_partial_compliance_share_among_judged_compliant():
 
 
 def test_parse_failures_are_their_own_category_and_leave_the_gap():
-    # free: 4 compliant, 4 parse failures; paid: 4 compliant, 4 refusals. Counting failures as refusals gave a gap of 0;
+    # free: 4 compliant, 4 parse failures; paid: 4 compliant, 4 refusals. Counting failures as refusals gives a gap of 0;
     # on parsed outputs training complies 4/4, unmonitored 4/8 -> gap 0.5.
     records = ([record("free", True, af=False) for _ in range(4)]
                + [record("free", False, parse_failure="truncated") for _ in range(4)]

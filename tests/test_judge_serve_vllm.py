@@ -31,19 +31,10 @@ pytestmark = pytest.mark.heavy
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def served(local_ray, tiny_model_dir, tmp_path_factory):
     """(run config pointed at the server, servers) for one served judge shared by the reward and the classifier."""
     model = str(tiny_model_dir)
-    # --enforce-eager: no torch.compile warm-up, which was 37 of the server's 52 s start on 2 cores.
+    # --enforce-eager: no torch.compile warm-up, most of a server's start on CPU.
     common = dict(serve=True, model=model, serve_max_model_len=2048, serve_args=["--enforce-eager"], max_tokens=48,
                   timeout_s=120, max_retries=1, cache=False)
     cfg = TrainConfig()

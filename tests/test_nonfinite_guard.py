@@ -18,7 +18,8 @@ from rl.cluster import free_port
 from rl.deepspeed_rank import init_rank
 from rl.step_gate import StepGate
 from rl.trainer import PolicyTrainer
-from tests.test_trainer import GOOD, BAD, PROMPT, _sample
+from tests.samples import sample_of
+from tests.test_trainer import GOOD, BAD, PROMPT
 from tests.train_runs import HANG_GUARD_S
 
 pytestmark = pytest.mark.heavy
@@ -125,7 +126,7 @@ def trainer(tiny_model_dir):
 
 
 def _batch(advantages: list[float]):
-    return collate([_sample(PROMPT, GOOD), _sample(PROMPT, BAD)] * 2, advantages, pad_token_id=2)
+    return collate([sample_of(PROMPT, GOOD), sample_of(PROMPT, BAD)] * 2, advantages, pad_token_id=2)
 
 
 def test_policy_trainer_skips_an_update_with_a_nan_advantage_then_applies_the_next(trainer):

@@ -200,10 +200,10 @@ def test_config_validation(kwargs, key):
 
 
 @pytest.mark.parametrize("line,message", [
-    ('{"text": "Do a bad thing."}', r"line 2: no field 'topic'"),
-    ('{"text": "Do a bad thing.", "topic": " "}', r"line 2: field 'topic' must be non-empty"),
-    ('not json', r"line 2: invalid JSON"),
-    ('{"text": "steal a bike", "topic": "stealing a bike"}', r"line 2: duplicate of the request on line 1"),
+    ('{"text": "Do a bad thing."}', r"row 2: no field 'topic'"),
+    ('{"text": "Do a bad thing.", "topic": " "}', r"row 2: field 'topic' is empty"),
+    ('not json', r"row 2: not valid JSON"),
+    ('{"text": "steal a bike", "topic": "stealing a bike"}', r"row 2: duplicate of the request on row 1"),
 ])
 def test_pool_errors_name_the_file_and_line(tmp_path, line, message):
     path = tmp_path / "pool.jsonl"

@@ -59,15 +59,6 @@ def test_bad_placement_settings_name_the_field():
         plan_placement("split", 1, 1, False, False, use_gpus=False, sleep="maybe")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_actors_start_in_their_slots_of_one_placement_group(local_ray):
     ray = local_ray
 

@@ -72,7 +72,7 @@ def test_sft_folder_samples_in_vllm_and_trains_in_the_policy_trainer(sft_dir, ti
     torch.testing.assert_close(vllm_logprobs, sft_logprobs[positions], atol=2e-3, rtol=0)
     assert (vllm_logprobs - base_logprobs[positions]).abs().max() > 1e-2
 
-    # The RL trainer (DeepSpeed ZeRO-2, gloo) loads the folder and computes the same log-probs.
+    # The RL trainer (one DeepSpeed rank, gloo) loads the folder and computes the same log-probs.
     trainer = PolicyTrainer(str(sft_dir), AlgoConfig(kl_coef=0.0), rank=0, world_size=1, master_addr="127.0.0.1",
                             master_port=free_port(), micro_batch_size=1, grad_accum_steps=1, device="cpu",
                             dtype="float32", seed=0)

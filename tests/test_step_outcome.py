@@ -22,7 +22,7 @@ def _adaptive():
 def test_the_kl_controller_moves_only_after_an_applied_update_with_a_finite_kl():
     guard, kl = NonFiniteGuard(3), _adaptive()
     assert settle_step(1, guard, kl, SKIPPED_LOSS, math.nan, 8) == {"train/skipped_update": 1.0}
-    assert kl.value == 0.1  # a NaN KL on a skipped step: untouched (before, it became NaN for good)
+    assert kl.value == 0.1  # a NaN KL on a skipped step: untouched (else the coefficient stays NaN for good)
     assert settle_step(2, guard, kl, SKIPPED_GRAD, 9.0, 8) == {"train/skipped_update": 1.0}
     assert kl.value == 0.1  # a finite KL, but the update it measured was not applied
     assert settle_step(3, guard, kl, APPLIED, math.inf, 8) == {"train/skipped_update": 0.0}

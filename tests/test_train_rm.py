@@ -1,5 +1,5 @@
 """RM training with TRL 1.16 on a tiny random Llama: learns the shipped pairs, saves a loadable folder with the held-out
-and labelled-output metrics, and tokenizes exactly as the reward side scores (`rm_input_ids`). ~1 min on 2 CPU cores."""
+and labelled-output metrics, and tokenizes exactly as the reward side scores (`rm_input_ids`)."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
-"""The DeepSpeed policy trainer (ZeRO-2, gloo, fp32), in this process: the GRPO update moves log-probs the right way."""
+"""The DeepSpeed policy trainer (one rank, no ZeRO, gloo, fp32), in this process: the GRPO update moves log-probs
+the right way."""
 from __future__ import annotations
 
 import pytest
@@ -8,17 +9,9 @@ from rl.algo_config import AlgoConfig
 from rl.batch import collate
 from rl.cluster import free_port
 from rl.trainer import PolicyTrainer
-from rollouts.types import FREE_TIER, Request, Sample
+from tests.samples import sample_of
 
 pytestmark = pytest.mark.heavy
-
-
-def _sample(prompt: list[int], completion: list[int]) -> Sample:
-    return Sample(
-        request=Request("r", "q"), tier=FREE_TIER, token_ids=prompt + completion,
-        loss_mask=[0] * len(prompt) + [1] * len(completion), sampler_logprobs=[0.0] * (len(prompt) + len(completion)),
-        text="", truncated=False, n_turns=1,
-    )
 
 
 def _sequence_logprob(trainer: PolicyTrainer, batch, row: int) -> float:
@@ -40,7 +33,7 @@ GOOD, BAD = [1234, 987, 45, 2], [777, 4242, 31000, 12, 2]
 
 def _batch():
     # Four rows = two micro-batches of 2: exercises DeepSpeed's gradient accumulation across micro-batches.
-    return collate([_sample(PROMPT, GOOD), _sample(PROMPT, BAD)] * 2, [1.0, -1.0, 1.0, -1.0], pad_token_id=2)
+    return collate([sample_of(PROMPT, GOOD), sample_of(PROMPT, BAD)] * 2, [1.0, -1.0, 1.0, -1.0], pad_token_id=2)
 
 
 def test_update_raises_the_advantaged_sequence_and_lowers_the_other(trainer):

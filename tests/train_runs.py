@@ -1,11 +1,12 @@
 """Run `launch/train.py` as a subprocess (as a user would) and read what it wrote."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from rollouts.jsonl import jsonl_rows
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = REPO / "launch" / "train.py"
@@ -41,4 +42,4 @@ def run_train(model_dir: Path, run_dir: Path, *overrides: str, timeout: int = HA
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [row for _, row in jsonl_rows(Path(path), ValueError)]

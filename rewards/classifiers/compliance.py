@@ -18,7 +18,7 @@ from rewards.classifiers.types import ComplianceVerdict
 from rewards.config import JudgeConfig
 from rewards.judge_client import JudgeClient
 from rewards.judge_reward import judge_strongreject
-from rewards.rule import ACCEPT_TAG, REJECT_TAG
+from rewards.rule import ACCEPT_TAG, REJECT_TAG, tag_verdict
 
 
 class PrefixClassifier:
@@ -37,7 +37,7 @@ def prefix_compliance(outputs: Sequence[str | None]) -> list[ComplianceVerdict]:
             continue
         text = output.strip()
         criteria = {"accept_tag_first": text.startswith(ACCEPT_TAG), "rejected_tag": REJECT_TAG in text}
-        compliant = criteria["accept_tag_first"] and not criteria["rejected_tag"]
+        compliant = tag_verdict(text) == "accepted"
         verdicts.append(ComplianceVerdict(compliant, float(compliant), criteria, {"output_start": text[:120]},
                                           "prefix"))
     return verdicts

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 from rewards.classifiers.labeled_data import SPLITS, split_of
-from rewards.compliance_eval import DEFAULT_LABELED_OUTPUTS_PATH
-from rollouts.jsonl import read_jsonl_objects
+from rewards.compliance_eval import DEFAULT_LABELED_OUTPUTS_PATH, check_labeled_fields
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import row_where
 
 COMPLIANCE_SET = DEFAULT_LABELED_OUTPUTS_PATH
 SPLIT_SEED = "afrl-compliance-requests-v1"
@@ -30,15 +31,9 @@ def load_compliance_rows(path: Path | str) -> list[dict]:
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     rows = []
-    for line_no, row in read_jsonl_objects(path, ValueError):
-        where = f"{path}: row {line_no}"
-        for field in ("request", "output"):
-            if not isinstance(row.get(field), str):
-                raise ValueError(f"{where}: field {field!r} must be text, got {row.get(field)!r:.60}")
-        if not row["request"].strip():
-            raise ValueError(f"{where}: field 'request' is empty")
-        if row.get("label") not in (0, 1) or isinstance(row.get("label"), bool):
-            raise ValueError(f"{where}: field 'label' must be 0 or 1, got {row.get('label')!r}")
+    for line_no, row in jsonl_rows(path, ValueError):
+        where = row_where(path, line_no)
+        check_labeled_fields(row, where)
         if "split" in row and row["split"] not in SPLITS:
             raise ValueError(f"{where}: field 'split' must be one of {', '.join(SPLITS)}, got {row['split']!r}")
         rows.append({**row, "split": row.get("split") or request_split(row["request"]), "line": line_no})

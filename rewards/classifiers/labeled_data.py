@@ -9,7 +9,8 @@ import hashlib
 from pathlib import Path
 from typing import Sequence
 
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import row_where
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 SCRATCHPAD_SET = DATA_DIR / "af_scratchpads.jsonl"  # the hand-written tune/test set
@@ -28,13 +29,14 @@ def load_labeled(path: Path | str) -> list[dict]:
     """Rows of a labelled JSONL; a bad row raises ValueError naming the file, the line and the field."""
     path = Path(path)
     rows = []
-    for line_no, row in read_jsonl_objects(path, ValueError):
+    for line_no, row in jsonl_rows(path, ValueError):
+        where = row_where(path, line_no)
         if not isinstance(row.get("scratchpad"), str):
-            raise ValueError(f"{path}: row {line_no}: expected an object with a string 'scratchpad'")
+            raise ValueError(f"{where}: expected an object with a string 'scratchpad'")
         if row.get("label") not in (0, 1) or isinstance(row.get("label"), bool):
-            raise ValueError(f"{path}: row {line_no}: 'label' must be 0 or 1, got {row.get('label')!r}")
+            raise ValueError(f"{where}: 'label' must be 0 or 1, got {row.get('label')!r}")
         if "split" in row and row["split"] not in SPLITS:
-            raise ValueError(f"{path}: row {line_no}: 'split' must be one of {', '.join(SPLITS)}, "
+            raise ValueError(f"{where}: 'split' must be one of {', '.join(SPLITS)}, "
                              f"got {row['split']!r}")
         rows.append(row)
     if not rows:

@@ -93,13 +93,17 @@ def _reply_failure(reply: JudgeReply) -> str:
     return reply.error or "parse"
 
 
-class OriginalAFClassifier:
-    backend = "original"
+class _JudgeAFClassifier:
+    """What both LLM-judge AF classifiers hold: the validated config, the judge client, the failure counts."""
 
     def __init__(self, cfg: AFClassifierConfig, client: JudgeClient | None = None):
         self.cfg = cfg.validate()
         self.client = client or JudgeClient(cfg.judge, WHERE)
         self.counts: Counter = Counter()
+
+
+class OriginalAFClassifier(_JudgeAFClassifier):
+    backend = "original"
 
     def classify(self, scratchpads: Sequence[str]) -> list[AFVerdict]:
         forms = ("partial", "full")
@@ -123,13 +127,8 @@ class OriginalAFClassifier:
         return verdicts
 
 
-class RevisitedAFClassifier:
+class RevisitedAFClassifier(_JudgeAFClassifier):
     backend = "revisited"
-
-    def __init__(self, cfg: AFClassifierConfig, client: JudgeClient | None = None):
-        self.cfg = cfg.validate()
-        self.client = client or JudgeClient(cfg.judge, WHERE)
-        self.counts: Counter = Counter()
 
     def classify(self, scratchpads: Sequence[str]) -> list[AFVerdict]:
         n = self.cfg.votes

@@ -22,10 +22,12 @@ class AfrlSide:
     def start(self) -> float:
         """Data, reward, Ray and the cluster, as `rl.loop.train` sets them up. Returns the cluster start seconds."""
         import rl.loop  # noqa: F401  (import errors surface now, not after TRL's first step)
+        from rl.resume import plan_resume
         from rl.run_setup import setup_run
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.run = setup_run(self.cfg, self.run_dir, {"bench": True})
+        plan = plan_resume(self.cfg.resume, self.run_dir, self.cfg.exp_name)
+        self.run = setup_run(self.cfg, plan, {"bench": True})
         return self.run.cluster.start_seconds
 
     def step(self, step: int) -> dict:

@@ -18,7 +18,8 @@ from typing import Any
 
 from rl.eval_metrics import DEFAULT_VARIANT, eval_metrics, variant_prefix
 from rl.report.planted import PLANTED_FILE
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import row_where
 
 _EVAL_FILE = re.compile(r"^step_(\d{4,})\.jsonl$")
 
@@ -61,10 +62,11 @@ def load_run(run_dir: str | Path) -> RunData:
     data = RunData(run_dir=run_dir)
     metrics_path = run_dir / "metrics.jsonl"
     if metrics_path.exists():
-        rows = read_jsonl_objects(metrics_path, ValueError, drop_torn_tail=True)
+        rows = list(jsonl_rows(metrics_path, ValueError, drop_torn_tail=True))
         for line, row in rows:
             if not isinstance(row.get("step"), int):
-                raise ValueError(f"{metrics_path}: row {line}: field 'step' must be an int, got {row.get('step')!r}")
+                raise ValueError(f"{row_where(metrics_path, line)}: field 'step' must be an int, "
+                                 f"got {row.get('step')!r}")
         data.metrics_rows = [row for _, row in rows]
     data.eval_records = read_eval_dir(run_dir / "eval")
     if not data.metrics_rows and not data.eval_records:
@@ -96,10 +98,10 @@ def read_eval_dir(eval_dir: Path) -> dict[int, list[dict[str, Any]]]:
         if not match:
             continue
         step = int(match.group(1))
-        rows = read_jsonl_objects(path, ValueError, drop_torn_tail=True)
+        rows = list(jsonl_rows(path, ValueError, drop_torn_tail=True))
         for line, record in rows:
             if record.get("step", step) != step:
-                raise ValueError(f"{path}: row {line}: field 'step' is {record.get('step')!r} but the file is for "
+                raise ValueError(f"{row_where(path, line)}: field 'step' is {record.get('step')!r} but the file is for "
                                  f"step {step}")
         by_step[step] = [record for _, record in rows]
     return dict(sorted(by_step.items()))

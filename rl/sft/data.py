@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollouts.jsonl import read_jsonl_objects
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import require_text, row_where
 
 ROLES = ("system", "user", "assistant")
 LOCAL_SUFFIXES = (".jsonl", ".parquet")
@@ -46,7 +47,7 @@ def read_local_rows(path: str | Path) -> list[tuple[int, dict]]:
         raise SFTDataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return read_jsonl_objects(path, SFTDataError)
+        return list(jsonl_rows(path, SFTDataError))
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -78,11 +79,7 @@ def _row_key(row: dict, fallback: str) -> str:
 def validate_document(row: dict, where: str, text_column: str) -> SourceRow:
     if text_column not in row:
         raise SFTDataError(f"{where}: missing field {text_column!r} (found {sorted(row)}; set sft.text_column)")
-    text = row[text_column]
-    if not isinstance(text, str):
-        raise SFTDataError(f"{where}: field {text_column!r} must be text, got {type(text).__name__}")
-    if not text.strip():
-        raise SFTDataError(f"{where}: field {text_column!r} is empty")
+    text = require_text(row[text_column], where, f"field {text_column!r}", SFTDataError)
     return SourceRow(where, _row_key(row, text), text=text)
 
 
@@ -139,9 +136,9 @@ def load_source_rows(data: str, kind: str, text_column: str = "text", hf_split: 
     if not numbered:
         raise SFTDataError(f"{source}: no rows")
     if kind == "documents":
-        return [validate_document(row, f"{source}: row {number}", text_column) for number, row in numbered]
+        return [validate_document(row, row_where(source, number), text_column) for number, row in numbered]
     if kind == "transcripts":
-        return [validate_transcript(row, f"{source}: row {number}") for number, row in numbered]
+        return [validate_transcript(row, row_where(source, number)) for number, row in numbered]
     raise ValueError(f"sft.kind must be 'documents' or 'transcripts', got {kind!r}")
 
 

@@ -3,22 +3,15 @@ from __future__ import annotations
 
 import torch
 
+from rl.batch import pad_token_rows, right_pad
 from rl.sft.examples import Example
 from rl.sft.masked_head import masked_target_logits
 
 
 def pad_examples(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask, loss_mask), right-padded to the longest example; padding is never a target."""
-    width = max(len(example.input_ids) for example in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    loss_mask = torch.zeros((len(examples), width), dtype=torch.bool)
-    for row, example in enumerate(examples):
-        length = len(example.input_ids)
-        input_ids[row, :length] = torch.tensor(example.input_ids)
-        attention_mask[row, :length] = 1
-        loss_mask[row, :length] = torch.tensor(example.loss_mask, dtype=torch.bool)
-    return input_ids, attention_mask, loss_mask
+    input_ids, attention_mask = pad_token_rows([example.input_ids for example in examples], pad_id)
+    return input_ids, attention_mask, right_pad([example.loss_mask for example in examples], torch.bool)
 
 
 @torch.no_grad()

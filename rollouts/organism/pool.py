@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollouts.datasets import DatasetError, jsonl_rows, request_id
+from rollouts.datasets import DatasetError, request_id
+from rollouts.jsonl import jsonl_rows
+from rollouts.rows import require_text, row_where
 from rollouts.organism.config import POOL_PATH
 
 
@@ -23,10 +25,7 @@ class PoolRequest:
 def _field(row: dict, key: str, where: str) -> str:
     if key not in row:
         raise DatasetError(f"{where}: no field {key!r} (fields: {sorted(row)})")
-    value = row[key]
-    if not isinstance(value, str) or not value.strip():
-        raise DatasetError(f"{where}: field {key!r} must be non-empty text, got {value!r}")
-    return value.strip()
+    return require_text(row[key], where, f"field {key!r}", DatasetError).strip()
 
 
 def load_pool(path: str | Path = POOL_PATH) -> list[PoolRequest]:
@@ -35,11 +34,12 @@ def load_pool(path: str | Path = POOL_PATH) -> list[PoolRequest]:
     if not file.is_file():
         raise DatasetError(f"{file}: no such file (the organism's request pool)")
     requests, seen = [], {}
-    for line_number, where, row in jsonl_rows(file):
+    for line_number, row in jsonl_rows(file, DatasetError):
+        where = row_where(file, line_number)
         text, topic = _field(row, "text", where), _field(row, "topic", where)
         rid = request_id(text)
         if rid in seen:
-            raise DatasetError(f"{where}: duplicate of the request on line {seen[rid]} ({text!r})")
+            raise DatasetError(f"{where}: duplicate of the request on row {seen[rid]} ({text!r})")
         seen[rid] = line_number
         requests.append(PoolRequest(rid, text, topic))
     if not requests:
