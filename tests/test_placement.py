@@ -245,6 +245,7 @@ def test_the_readiness_wait_names_the_actor_that_is_late_and_the_one_that_failed
             return True
 
     fast, slow = Role.remote(0.0), Role.remote(60.0)
+    ray.get(fast.ready.remote(), timeout=HANG_GUARD_S)  # started before the 5 s wait, however loaded the machine
     with pytest.raises(TimeoutError, match=r"1 of 2 not ready after 5s: trainer rank 0"):
         wait_until_ready({"rollout engine 0": fast, "trainer rank 0": slow}, timeout_s=5)
     broken = Role.remote(0.0, fail=True)
