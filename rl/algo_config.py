@@ -1,6 +1,7 @@
 """The RL algorithm's settings: one dataclass, the schema of the Hydra group `conf/algo/`.
 
-Presets (conf/algo/*.yaml): grpo (Shao et al. 2024), dr_grpo (Liu et al. 2025), dapo (Yu et al. 2025; only its
+The field defaults are the grpo preset (the default of conf/config.yaml); the other presets (conf/algo/*.yaml) list
+only what differs. Presets: grpo (Shao et al. 2024), dr_grpo (Liu et al. 2025), dapo (Yu et al. 2025; only its
 clip-higher and token-level loss, not dynamic sampling or overlong shaping), rloo (Ahmadian et al. 2024), ppo (the
 alignment-faking paper's algorithm: PPO with a critic and GAE, KL in the reward as in Ziegler et al. 2019).
 
@@ -35,7 +36,7 @@ class AlgoConfig:
     loss_norm_length: Optional[int] = None  # Dr. GRPO's constant; None = the batch's padded length (set max_new_tokens)
     clip_low: float = 0.2  # ratio lower bound 1 - clip_low
     clip_high: float = 0.2  # ratio upper bound 1 + clip_high; DAPO clip-higher uses 0.28
-    kl_coef: float = 0.0  # KL(pi || ref) coefficient (initial value when adaptive); 0 = no reference model needed
+    kl_coef: float = 0.04  # KL(pi || ref) coefficient (initial value when adaptive); 0 = no reference model needed
     kl_estimator: str = "k3"  # k1 | k2 | k3 (Schulman's estimators)
     kl_in: str = "loss"  # loss (GRPO) | reward (PPO-RLHF)
     adaptive_kl: bool = False  # Ziegler et al. 2019 adaptive coefficient
@@ -46,7 +47,6 @@ class AlgoConfig:
     gamma: float = 1.0  # GAE discount
     lam: float = 0.95  # GAE lambda
     value_clip: float = 0.2  # critic update clip around the old values
-    vf_coef: float = 0.1  # value-loss weight (ppo)
     entropy_coef: float = 0.0  # entropy bonus weight; 0 = entropy only logged
     tis_cap: Optional[float] = 2.0  # truncated importance sampling cap (Yao et al. 2025); None = off
     lr: float = 1e-6
@@ -98,7 +98,6 @@ class AlgoConfig:
             if not 0 <= value <= 1:
                 raise AlgoConfigError(f"algo.{key} must be in [0, 1], got {value}")
         _positive("value_clip", self.value_clip)
-        _at_least("vf_coef", self.vf_coef, 0)
         _at_least("entropy_coef", self.entropy_coef, 0)
         if self.tis_cap is not None and self.tis_cap < 1:
             raise AlgoConfigError(
