@@ -6,7 +6,7 @@ clip-higher and token-level loss, not dynamic sampling or overlong shaping), rlo
 alignment-faking paper's algorithm: PPO with a critic and GAE, KL in the reward as in Ziegler et al. 2019).
 
 Validation runs in `__post_init__`, i.e. when Hydra's config is turned into the object
-(`OmegaConf.to_object(cfg.algo)`); every message names the key and the value found.
+(`OmegaConf.to_object(cfg.algo)`); a bad value raises rollouts.config_check.ConfigError naming the key and the value.
 """
 from __future__ import annotations
 
@@ -15,14 +15,11 @@ from typing import Optional
 
 from rl.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
 from rl.losses import AGGREGATIONS
+from rollouts.config_check import ConfigError, at_least, check, one_of, positive
 
 ALGORITHMS = ("grpo", "ppo")
 ADVANTAGES = ("group_norm", "dr_grpo", "rloo", "gae")
 KL_PLACEMENTS = ("loss", "reward")
-
-
-class AlgoConfigError(ValueError):
-    """A bad `algo.*` setting; the message names the key and the value."""
 
 
 @dataclass
@@ -56,59 +53,46 @@ class AlgoConfig:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        _one_of("name", self.name, ALGORITHMS)
-        _one_of("advantage", self.advantage, ADVANTAGES)
-        _one_of("loss_aggregation", self.loss_aggregation, AGGREGATIONS)
-        _one_of("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
-        _one_of("kl_in", self.kl_in, KL_PLACEMENTS)
+        one_of("algo.name", self.name, ALGORITHMS)
+        one_of("algo.advantage", self.advantage, ADVANTAGES)
+        one_of("algo.loss_aggregation", self.loss_aggregation, AGGREGATIONS)
+        one_of("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        one_of("algo.kl_in", self.kl_in, KL_PLACEMENTS)
         if (self.name == "ppo") != (self.advantage == "gae"):
-            raise AlgoConfigError(
+            raise ConfigError(
                 f"algo.advantage={self.advantage!r} does not go with algo.name={self.name!r}: "
                 "gae needs the critic of name=ppo, and ppo uses advantage=gae"
             )
-        if self.name == "grpo" and self.group_size < 2:
-            raise AlgoConfigError(
-                f"algo.group_size must be >= 2 for name='grpo' (the baseline is the other samples of the prompt), "
-                f"got {self.group_size}"
-            )
-        if self.group_size < 1:
-            raise AlgoConfigError(f"algo.group_size must be >= 1, got {self.group_size}")
-        if self.scale_by_std is True and self.advantage != "group_norm":
-            raise AlgoConfigError(
-                f"algo.scale_by_std=true only applies to advantage='group_norm', got advantage={self.advantage!r} "
-                "(dr_grpo is group_norm without the std)"
-            )
-        if self.loss_norm_length is not None and self.loss_norm_length <= 0:
-            raise AlgoConfigError(f"algo.loss_norm_length must be > 0 or null, got {self.loss_norm_length}")
-        if not 0 < self.clip_low < 1:
-            raise AlgoConfigError(f"algo.clip_low must be in (0, 1), got {self.clip_low}")
-        _positive("clip_high", self.clip_high)
-        _at_least("kl_coef", self.kl_coef, 0)
+        check(self.name != "grpo" or self.group_size >= 2, "algo.group_size", self.group_size,
+              "an int >= 2 for name='grpo' (the baseline is the other samples of the prompt)")
+        check(self.group_size >= 1, "algo.group_size", self.group_size, "an int >= 1")
+        check(self.scale_by_std is not True or self.advantage == "group_norm", "algo.scale_by_std", self.scale_by_std,
+              f"null or false with advantage={self.advantage!r} (true only applies to group_norm; dr_grpo is "
+              "group_norm without the std)")
+        check(self.loss_norm_length is None or self.loss_norm_length > 0, "algo.loss_norm_length",
+              self.loss_norm_length, "null or an int > 0")
+        check(0 < self.clip_low < 1, "algo.clip_low", self.clip_low, "a number in (0, 1)")
+        positive("algo.clip_high", self.clip_high)
+        at_least("algo.kl_coef", self.kl_coef, 0)
         if self.adaptive_kl:
-            if self.kl_coef <= 0:
-                raise AlgoConfigError(
-                    f"algo.kl_coef must be > 0 with adaptive_kl=true (it is the initial coefficient), got {self.kl_coef}"
-                )
-            _positive("kl_target", self.kl_target)
-            _positive("kl_horizon", self.kl_horizon)
-        _at_least("ppo_epochs", self.ppo_epochs, 1)
-        _at_least("minibatches", self.minibatches, 1)
+            check(self.kl_coef > 0, "algo.kl_coef", self.kl_coef,
+                  "a number > 0 with adaptive_kl=true (it is the initial coefficient)")
+            positive("algo.kl_target", self.kl_target)
+            positive("algo.kl_horizon", self.kl_horizon)
+        at_least("algo.ppo_epochs", self.ppo_epochs, 1)
+        at_least("algo.minibatches", self.minibatches, 1)
         for key in ("gamma", "lam"):
-            value = getattr(self, key)
-            if not 0 <= value <= 1:
-                raise AlgoConfigError(f"algo.{key} must be in [0, 1], got {value}")
-        _positive("value_clip", self.value_clip)
-        _at_least("entropy_coef", self.entropy_coef, 0)
-        if self.tis_cap is not None and self.tis_cap < 1:
-            raise AlgoConfigError(
-                f"algo.tis_cap must be >= 1 or null (a cap below 1 down-weights even exact matches), got {self.tis_cap}"
-            )
-        _positive("lr", self.lr)
+            check(0 <= getattr(self, key) <= 1, f"algo.{key}", getattr(self, key), "a number in [0, 1]")
+        positive("algo.value_clip", self.value_clip)
+        at_least("algo.entropy_coef", self.entropy_coef, 0)
+        check(self.tis_cap is None or self.tis_cap >= 1, "algo.tis_cap", self.tis_cap,
+              "null or a number >= 1 (a cap below 1 down-weights even exact matches)")
+        positive("algo.lr", self.lr)
         if self.critic_lr is not None:
-            _positive("critic_lr", self.critic_lr)
-        _at_least("weight_decay", self.weight_decay, 0)
-        _positive("max_grad_norm", self.max_grad_norm)
-        _at_least("warmup_steps", self.warmup_steps, 0)
+            positive("algo.critic_lr", self.critic_lr)
+        at_least("algo.weight_decay", self.weight_decay, 0)
+        positive("algo.max_grad_norm", self.max_grad_norm)
+        at_least("algo.warmup_steps", self.warmup_steps, 0)
 
     @property
     def uses_std(self) -> bool:
@@ -133,17 +117,3 @@ def build_kl_controller(config: AlgoConfig) -> FixedKLController | AdaptiveKLCon
         return AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
     return FixedKLController(config.kl_coef)
 
-
-def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise AlgoConfigError(f"algo.{key} must be one of {allowed}, got {value!r}")
-
-
-def _positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise AlgoConfigError(f"algo.{key} must be > 0, got {value}")
-
-
-def _at_least(key: str, value: float, minimum: float) -> None:
-    if not value >= minimum:
-        raise AlgoConfigError(f"algo.{key} must be >= {minimum}, got {value}")

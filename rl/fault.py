@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 from rl.limits import check_count, check_timeout
+from rollouts.config_check import ConfigError
 
 log = logging.getLogger("afrl")
 T = TypeVar("T")
@@ -44,13 +45,10 @@ class FaultConfig:
     step_timeout_s: float = 3600.0  # deadline for one generate / update call across all actors; past it: "timeout"
 
     def __post_init__(self) -> None:
-        if self.max_restarts < 0:
-            raise ValueError(f"fault.max_restarts must be >= 0, got {self.max_restarts}")
-        if self.max_nonfinite_steps < 1:
-            raise ValueError(f"fault.max_nonfinite_steps must be >= 1, got {self.max_nonfinite_steps}")
-        check_count("fault.max_restarts", self.max_restarts, 0, MAX_RESTARTS)  # more would loop on a broken run
-        check_count("fault.max_nonfinite_steps", self.max_nonfinite_steps, 1, MAX_NONFINITE_STEPS)
-        check_timeout("fault.step_timeout_s", self.step_timeout_s)
+        # more restarts would loop on a broken run
+        check_count("fault.max_restarts", self.max_restarts, 0, MAX_RESTARTS, ConfigError)
+        check_count("fault.max_nonfinite_steps", self.max_nonfinite_steps, 1, MAX_NONFINITE_STEPS, ConfigError)
+        check_timeout("fault.step_timeout_s", self.step_timeout_s, ConfigError)
 
 
 class NonFiniteGuard:
