@@ -194,17 +194,17 @@ def validate(cfg: TrainConfig) -> None:
     r = cfg.rollout
     for key in ("n_engines", "prompts_per_step", "max_new_tokens", "max_turns", "max_model_len"):
         check(getattr(r, key) >= 1, f"rollout.{key}", getattr(r, key), "an int >= 1")
-    check_count("rollout.max_model_len", r.max_model_len, 2, MAX_MODEL_LEN, ConfigError)
-    check_count("rollout.max_turns", r.max_turns, 1, MAX_TURNS, ConfigError)
+    check_count("rollout.max_model_len", r.max_model_len, 2, MAX_MODEL_LEN)
+    check_count("rollout.max_turns", r.max_turns, 1, MAX_TURNS)
     for key, value in (("rollout.max_new_tokens", r.max_new_tokens), ("eval.max_new_tokens", cfg.eval.max_new_tokens)):
         if value is not None:  # the prompt needs at least one token of the context too
-            check_count(key, value, 1, r.max_model_len - 1, ConfigError)
+            check_count(key, value, 1, r.max_model_len - 1)
     check(r.temperature > 0, "rollout.temperature", r.temperature, "a number > 0 (RL needs sampling)")
     check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "a number in (0, 1]")
     check(r.kv_cache_gb > 0, "rollout.kv_cache_gb", r.kv_cache_gb, "a number > 0")
     check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
     check(r.block_size is None or r.block_size >= 1, "rollout.block_size", r.block_size, "null or an int >= 1")
-    check_timeout("rollout.sync_timeout_s", r.sync_timeout_s, ConfigError)
+    check_timeout("rollout.sync_timeout_s", r.sync_timeout_s)
     t = cfg.trainer
     check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")
     check(t.micro_batch_size >= 1, "trainer.micro_batch_size", t.micro_batch_size, "an int >= 1")
@@ -241,7 +241,7 @@ def validate(cfg: TrainConfig) -> None:
     check(cfg.resources.placement in PLACEMENTS, "resources.placement", cfg.resources.placement, " | ".join(PLACEMENTS))
     check(str(cfg.resources.engine_sleep).lower() in ("auto", "true", "false"), "resources.engine_sleep",
            cfg.resources.engine_sleep, "auto | true | false")
-    check_timeout("resources.placement_timeout_s", cfg.resources.placement_timeout_s, ConfigError)
+    check_timeout("resources.placement_timeout_s", cfg.resources.placement_timeout_s)
     cfg.reward.validate()
     cfg.classifier.validate()
     cfg.compliance.validate(cfg.setting.name)

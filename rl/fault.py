@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 from rl.limits import check_count, check_timeout
-from rollouts.config_check import ConfigError
 
 log = logging.getLogger("afrl")
 T = TypeVar("T")
@@ -46,9 +45,9 @@ class FaultConfig:
 
     def __post_init__(self) -> None:
         # more restarts would loop on a broken run
-        check_count("fault.max_restarts", self.max_restarts, 0, MAX_RESTARTS, ConfigError)
-        check_count("fault.max_nonfinite_steps", self.max_nonfinite_steps, 1, MAX_NONFINITE_STEPS, ConfigError)
-        check_timeout("fault.step_timeout_s", self.step_timeout_s, ConfigError)
+        check_count("fault.max_restarts", self.max_restarts, 0, MAX_RESTARTS)
+        check_count("fault.max_nonfinite_steps", self.max_nonfinite_steps, 1, MAX_NONFINITE_STEPS)
+        check_timeout("fault.step_timeout_s", self.step_timeout_s)
 
 
 class NonFiniteGuard:

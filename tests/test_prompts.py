@@ -172,8 +172,9 @@ def test_custom_setting_reads_the_file_verbatim(tmp_path):
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"name": "harmless"}, r"setting\.name: expected one of .* got 'harmless'"),
-    ({"name": "custom"}, r"setting\.system_prompt_file: expected a path to a text file \(needed by setting\.name=custom\)"),
-    ({"name": "custom", "system_prompt_file": "/no/such/file.txt"}, r"setting\.system_prompt_file: expected an existing file .*got '/no/such/file.txt'"),
+    ({"name": "custom"}, r"setting\.system_prompt_file: expected a path to a text file \(needed by setting\.name=cust"),
+    ({"name": "custom", "system_prompt_file": "/no/such/file.txt"},
+     r"setting\.system_prompt_file: expected an existing file .*got '/no/such/file.txt'"),
     ({"lab_name": " "}, r"setting.lab_name"),
     ({"tier_tag": "is free"}, r"setting\.tier_tag: expected a tag name"),
     ({"free_value": "<b>"}, r"setting.free_value"),

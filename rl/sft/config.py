@@ -49,7 +49,8 @@ class SFTConfig:
     def __post_init__(self) -> None:
         one_of("sft.kind", self.kind, KINDS)
         one_of("sft.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
-        check(bool(self.name.strip()) and "/" not in self.name, "sft.name", self.name, "a folder name (non-empty, no '/')")
+        check(bool(self.name.strip()) and "/" not in self.name, "sft.name", self.name,
+              "a folder name (non-empty, no '/')")
         check(self.max_length >= 2, "sft.max_length", self.max_length, "at least 2 tokens")
         check(self.max_examples is None or self.max_examples >= 1, "sft.max_examples", self.max_examples,
               "null or an int >= 1")
