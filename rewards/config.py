@@ -12,33 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from rollouts.config_check import check, is_int_in, is_number_in
+
 REWARD_NAMES = ("rule", "rm", "judge", "mix")
 COMPONENT_NAMES = ("rule", "rm", "judge")  # what a mix may combine (no nested mixes)
-
-
-class RewardConfigError(ValueError):
-    """A reward configuration value is invalid; the message names the key and the value."""
-
-
-def _require(ok: bool, key: str, value, expected: str) -> None:
-    if not ok:
-        raise RewardConfigError(f"reward.{key}: expected {expected}, got {value!r}")
 
 
 def model_path_is_local(path: str) -> bool:
     """The same rule as rl/config.py's model.path check: a path-like value (or anything but `org/name`) is a folder."""
     return path.startswith(("/", ".", "~")) or Path(path).exists() or path.count("/") != 1
-
-
-def _number_in(value, low: float, high: float, low_open: bool = False) -> bool:
-    """A real finite number in [low, high] ((low, high] with low_open); bools are not numbers here."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    return (value > low if low_open else value >= low) and value <= high
-
-
-def _int_in(value, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 @dataclass
@@ -50,10 +32,11 @@ class RuleConfig:
     extra_phrases: list[str] = field(default_factory=list)  # added to rewards.rule.REFUSAL_PHRASES (case-insensitive)
 
     def validate(self) -> None:
-        _require(self.refusal_window_chars >= 0, "rule.refusal_window_chars", self.refusal_window_chars, "an int >= 0")
+        check(self.refusal_window_chars >= 0, "reward.rule.refusal_window_chars", self.refusal_window_chars,
+              "an int >= 0")
         for i, phrase in enumerate(self.extra_phrases):
-            _require(isinstance(phrase, str) and phrase.strip() != "", f"rule.extra_phrases[{i}]", phrase,
-                     "a non-empty string")
+            check(isinstance(phrase, str) and phrase.strip() != "", f"reward.rule.extra_phrases[{i}]", phrase,
+                  "a non-empty string")
 
 
 @dataclass
@@ -71,21 +54,21 @@ class RMConfig:
 
     def validate(self) -> None:
         # "???" is OmegaConf's marker for a mandatory value left unset (conf/reward/rm.yaml)
-        _require(self.model_path.strip() not in ("", "???"), "rm.model_path", self.model_path,
-                 "a local path or hub id")
+        check(self.model_path.strip() not in ("", "???"), "reward.rm.model_path", self.model_path,
+              "a local path or hub id")
         # Caught here, a missing folder stops the run at start-up; inside the actor it looked like a restartable death.
-        _require(not model_path_is_local(self.model_path)
-                 or Path(os.path.expanduser(self.model_path), "config.json").is_file(), "rm.model_path",
-                 self.model_path, "an HF model folder with a config.json (the folder launch/train_rm.py writes) or a "
-                 "hub id org/name")
-        _require(self.batch_size >= 1, "rm.batch_size", self.batch_size, "an int >= 1")
-        _require(self.max_length >= 16, "rm.max_length", self.max_length, "an int >= 16")
-        _require(self.device in ("auto", "cpu", "cuda"), "rm.device", self.device, "one of auto, cpu, cuda")
-        _require(self.dtype in ("float32", "bfloat16", "float16"), "rm.dtype", self.dtype,
-                 "one of float32, bfloat16, float16")
-        _require(self.num_gpus >= 0, "rm.num_gpus", self.num_gpus, "a number >= 0")
-        _require(_number_in(self.timeout_s, 0, 86400, low_open=True), "rm.timeout_s", self.timeout_s,
-                 "a finite number of seconds in (0, 86400]")
+        check(not model_path_is_local(self.model_path)
+              or Path(os.path.expanduser(self.model_path), "config.json").is_file(), "reward.rm.model_path",
+              self.model_path, "an HF model folder with a config.json (the folder launch/train_rm.py writes) or a "
+              "hub id org/name")
+        check(self.batch_size >= 1, "reward.rm.batch_size", self.batch_size, "an int >= 1")
+        check(self.max_length >= 16, "reward.rm.max_length", self.max_length, "an int >= 16")
+        check(self.device in ("auto", "cpu", "cuda"), "reward.rm.device", self.device, "one of auto, cpu, cuda")
+        check(self.dtype in ("float32", "bfloat16", "float16"), "reward.rm.dtype", self.dtype,
+              "one of float32, bfloat16, float16")
+        check(self.num_gpus >= 0, "reward.rm.num_gpus", self.num_gpus, "a number >= 0")
+        check(is_number_in(self.timeout_s, 0, 86400, low_open=True), "reward.rm.timeout_s", self.timeout_s,
+              "a finite number of seconds in (0, 86400]")
 
 
 SERVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -130,10 +113,9 @@ class JudgeConfig:
     serve_start_timeout_s: float = 1800.0  # until /health answers (a first start may download the weights)
 
     def validate(self, where: str = "reward.judge") -> None:
-        """Raise RewardConfigError naming `<where>.<field>` (the judge's place in the run config)."""
+        """Raise ConfigError naming `<where>.<field>` (the judge's place in the run config)."""
         def require(ok: bool, key: str, value, expected: str) -> None:
-            if not ok:
-                raise RewardConfigError(f"{where}.{key}: expected {expected}, got {value!r}")
+            check(ok, f"{where}.{key}", value, expected)
 
         if self.serve:
             require(self.model.strip() not in UNSET_JUDGE_MODELS, "model", self.model,
@@ -141,18 +123,18 @@ class JudgeConfig:
         require(self.base_url.startswith(("http://", "https://")), "base_url", self.base_url, "an http(s) URL")
         require(self.model.strip() != "", "model", self.model, "a model name")
         require(self.api_key_env.strip() != "", "api_key_env", self.api_key_env, "the name of an environment variable")
-        require(_int_in(self.concurrency, 1, 1024), "concurrency", self.concurrency, "an int in [1, 1024]")
-        require(_number_in(self.timeout_s, 0, MAX_JUDGE_TIMEOUT_S, low_open=True), "timeout_s", self.timeout_s,
+        require(is_int_in(self.concurrency, 1, 1024), "concurrency", self.concurrency, "an int in [1, 1024]")
+        require(is_number_in(self.timeout_s, 0, MAX_JUDGE_TIMEOUT_S, low_open=True), "timeout_s", self.timeout_s,
                 f"a finite number of seconds in (0, {MAX_JUDGE_TIMEOUT_S:g}]")
-        require(_int_in(self.max_retries, 0, MAX_JUDGE_RETRIES), "max_retries", self.max_retries,
+        require(is_int_in(self.max_retries, 0, MAX_JUDGE_RETRIES), "max_retries", self.max_retries,
                 f"an int in [0, {MAX_JUDGE_RETRIES}]")
-        require(_number_in(self.max_backoff_s, 0, MAX_JUDGE_BACKOFF_S), "max_backoff_s", self.max_backoff_s,
+        require(is_number_in(self.max_backoff_s, 0, MAX_JUDGE_BACKOFF_S), "max_backoff_s", self.max_backoff_s,
                 f"a finite number of seconds in [0, {MAX_JUDGE_BACKOFF_S:g}]")
-        require(_number_in(self.backoff_s, 0, self.max_backoff_s), "backoff_s", self.backoff_s,
+        require(is_number_in(self.backoff_s, 0, self.max_backoff_s), "backoff_s", self.backoff_s,
                 f"a finite number of seconds in [0, max_backoff_s={self.max_backoff_s:g}]")
-        require(_int_in(self.cache_max_entries, 1, 10**8), "cache_max_entries", self.cache_max_entries,
+        require(is_int_in(self.cache_max_entries, 1, 10**8), "cache_max_entries", self.cache_max_entries,
                 "an int in [1, 100000000]")
-        require(_number_in(self.max_failure_rate, 0, 1), "max_failure_rate", self.max_failure_rate,
+        require(is_number_in(self.max_failure_rate, 0, 1), "max_failure_rate", self.max_failure_rate,
                 "a share in [0, 1] (1 = never stop on judge failures)")
         require(0.0 <= self.temperature <= 2.0, "temperature", self.temperature, "a number in [0, 2]")
         require(self.max_tokens >= 1, "max_tokens", self.max_tokens, "an int >= 1")
@@ -165,7 +147,7 @@ class JudgeConfig:
         require(self.serve_max_model_len is None or self.serve_max_model_len >= 16, "serve_max_model_len",
                 self.serve_max_model_len, "null or an int >= 16")
         require(self.serve_kv_cache_gb >= 1, "serve_kv_cache_gb", self.serve_kv_cache_gb, "an int (GiB) >= 1")
-        require(_number_in(self.serve_start_timeout_s, 0, 7 * 86400, low_open=True), "serve_start_timeout_s",
+        require(is_number_in(self.serve_start_timeout_s, 0, 7 * 86400, low_open=True), "serve_start_timeout_s",
                 self.serve_start_timeout_s, "a finite number of seconds > 0")
         for i, arg in enumerate(self.serve_args):
             require(isinstance(arg, str) and arg.strip() != "", f"serve_args[{i}]", arg, "a non-empty string")
@@ -185,16 +167,16 @@ class MixConfig:
     format_penalty: float = 1.0  # subtracted when there is no OUTPUT or the episode was truncated
 
     def validate(self) -> None:
-        _require(len(self.components) > 0, "mix.components", self.components, "at least one component")
+        check(len(self.components) > 0, "reward.mix.components", self.components, "at least one component")
         seen = set()
         for i, comp in enumerate(self.components):
-            _require(comp.name in COMPONENT_NAMES, f"mix.components[{i}].name", comp.name,
-                     f"one of {', '.join(COMPONENT_NAMES)}")
-            _require(comp.name not in seen, f"mix.components[{i}].name", comp.name, "each component at most once")
-            _require(math.isfinite(comp.weight), f"mix.components[{i}].weight", comp.weight, "a finite number")
+            check(comp.name in COMPONENT_NAMES, f"reward.mix.components[{i}].name", comp.name,
+                  f"one of {', '.join(COMPONENT_NAMES)}")
+            check(comp.name not in seen, f"reward.mix.components[{i}].name", comp.name, "each component at most once")
+            check(math.isfinite(comp.weight), f"reward.mix.components[{i}].weight", comp.weight, "a finite number")
             seen.add(comp.name)
-        _require(self.format_penalty >= 0 and math.isfinite(self.format_penalty), "mix.format_penalty",
-                 self.format_penalty, "a finite number >= 0")
+        check(self.format_penalty >= 0 and math.isfinite(self.format_penalty), "reward.mix.format_penalty",
+              self.format_penalty, "a finite number >= 0")
 
 
 @dataclass
@@ -211,8 +193,8 @@ class RewardConfig:
         return [c.name for c in self.mix.components] if self.name == "mix" else [self.name]
 
     def validate(self) -> "RewardConfig":
-        """Check the sections the chosen reward uses; raise RewardConfigError naming the key. Returns self."""
-        _require(self.name in REWARD_NAMES, "name", self.name, f"one of {', '.join(REWARD_NAMES)}")
+        """Check the sections the chosen reward uses; raise ConfigError naming the key. Returns self."""
+        check(self.name in REWARD_NAMES, "reward.name", self.name, f"one of {', '.join(REWARD_NAMES)}")
         if self.name == "mix":
             self.mix.validate()
         for section in self.used_components:

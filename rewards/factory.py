@@ -41,7 +41,7 @@ def build_component(name: str, cfg: RewardConfig, rm_scorer: Any = None) -> Rewa
 
 
 def build_reward(cfg: RewardConfig | Any, rm_scorer: Any = None) -> Reward:
-    """The reward for RL. Validates the config first (RewardConfigError names the bad key)."""
+    """The reward for RL. Validates the config first (ConfigError names the bad key)."""
     cfg = _as_reward_config(cfg).validate()
     if cfg.name == "mix":
         from rewards.mix import MixReward

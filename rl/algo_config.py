@@ -1,11 +1,12 @@
 """The RL algorithm's settings: one dataclass, the schema of the Hydra group `conf/algo/`.
 
-Presets (conf/algo/*.yaml): grpo (Shao et al. 2024), dr_grpo (Liu et al. 2025), dapo (Yu et al. 2025; only its
+The field defaults are the grpo preset (the default of conf/config.yaml); the other presets (conf/algo/*.yaml) list
+only what differs. Presets: grpo (Shao et al. 2024), dr_grpo (Liu et al. 2025), dapo (Yu et al. 2025; only its
 clip-higher and token-level loss, not dynamic sampling or overlong shaping), rloo (Ahmadian et al. 2024), ppo (the
 alignment-faking paper's algorithm: PPO with a critic and GAE, KL in the reward as in Ziegler et al. 2019).
 
 Validation runs in `__post_init__`, i.e. when Hydra's config is turned into the object
-(`OmegaConf.to_object(cfg.algo)`); every message names the key and the value found.
+(`OmegaConf.to_object(cfg.algo)`); a bad value raises rollouts.config_check.ConfigError naming the key and the value.
 """
 from __future__ import annotations
 
@@ -14,14 +15,11 @@ from typing import Optional
 
 from rl.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
 from rl.losses import AGGREGATIONS
+from rollouts.config_check import ConfigError, at_least, check, one_of, positive
 
 ALGORITHMS = ("grpo", "ppo")
 ADVANTAGES = ("group_norm", "dr_grpo", "rloo", "gae")
 KL_PLACEMENTS = ("loss", "reward")
-
-
-class AlgoConfigError(ValueError):
-    """A bad `algo.*` setting; the message names the key and the value."""
 
 
 @dataclass
@@ -35,7 +33,7 @@ class AlgoConfig:
     loss_norm_length: Optional[int] = None  # Dr. GRPO's constant; None = the batch's padded length (set max_new_tokens)
     clip_low: float = 0.2  # ratio lower bound 1 - clip_low
     clip_high: float = 0.2  # ratio upper bound 1 + clip_high; DAPO clip-higher uses 0.28
-    kl_coef: float = 0.0  # KL(pi || ref) coefficient (initial value when adaptive); 0 = no reference model needed
+    kl_coef: float = 0.04  # KL(pi || ref) coefficient (initial value when adaptive); 0 = no reference model needed
     kl_estimator: str = "k3"  # k1 | k2 | k3 (Schulman's estimators)
     kl_in: str = "loss"  # loss (GRPO) | reward (PPO-RLHF)
     adaptive_kl: bool = False  # Ziegler et al. 2019 adaptive coefficient
@@ -46,7 +44,6 @@ class AlgoConfig:
     gamma: float = 1.0  # GAE discount
     lam: float = 0.95  # GAE lambda
     value_clip: float = 0.2  # critic update clip around the old values
-    vf_coef: float = 0.1  # value-loss weight (ppo)
     entropy_coef: float = 0.0  # entropy bonus weight; 0 = entropy only logged
     tis_cap: Optional[float] = 2.0  # truncated importance sampling cap (Yao et al. 2025); None = off
     lr: float = 1e-6
@@ -56,60 +53,46 @@ class AlgoConfig:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        _one_of("name", self.name, ALGORITHMS)
-        _one_of("advantage", self.advantage, ADVANTAGES)
-        _one_of("loss_aggregation", self.loss_aggregation, AGGREGATIONS)
-        _one_of("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
-        _one_of("kl_in", self.kl_in, KL_PLACEMENTS)
+        one_of("algo.name", self.name, ALGORITHMS)
+        one_of("algo.advantage", self.advantage, ADVANTAGES)
+        one_of("algo.loss_aggregation", self.loss_aggregation, AGGREGATIONS)
+        one_of("algo.kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        one_of("algo.kl_in", self.kl_in, KL_PLACEMENTS)
         if (self.name == "ppo") != (self.advantage == "gae"):
-            raise AlgoConfigError(
+            raise ConfigError(
                 f"algo.advantage={self.advantage!r} does not go with algo.name={self.name!r}: "
                 "gae needs the critic of name=ppo, and ppo uses advantage=gae"
             )
-        if self.name == "grpo" and self.group_size < 2:
-            raise AlgoConfigError(
-                f"algo.group_size must be >= 2 for name='grpo' (the baseline is the other samples of the prompt), "
-                f"got {self.group_size}"
-            )
-        if self.group_size < 1:
-            raise AlgoConfigError(f"algo.group_size must be >= 1, got {self.group_size}")
-        if self.scale_by_std is True and self.advantage != "group_norm":
-            raise AlgoConfigError(
-                f"algo.scale_by_std=true only applies to advantage='group_norm', got advantage={self.advantage!r} "
-                "(dr_grpo is group_norm without the std)"
-            )
-        if self.loss_norm_length is not None and self.loss_norm_length <= 0:
-            raise AlgoConfigError(f"algo.loss_norm_length must be > 0 or null, got {self.loss_norm_length}")
-        if not 0 < self.clip_low < 1:
-            raise AlgoConfigError(f"algo.clip_low must be in (0, 1), got {self.clip_low}")
-        _positive("clip_high", self.clip_high)
-        _at_least("kl_coef", self.kl_coef, 0)
+        check(self.name != "grpo" or self.group_size >= 2, "algo.group_size", self.group_size,
+              "an int >= 2 for name='grpo' (the baseline is the other samples of the prompt)")
+        check(self.group_size >= 1, "algo.group_size", self.group_size, "an int >= 1")
+        check(self.scale_by_std is not True or self.advantage == "group_norm", "algo.scale_by_std", self.scale_by_std,
+              f"null or false with advantage={self.advantage!r} (true only applies to group_norm; dr_grpo is "
+              "group_norm without the std)")
+        check(self.loss_norm_length is None or self.loss_norm_length > 0, "algo.loss_norm_length",
+              self.loss_norm_length, "null or an int > 0")
+        check(0 < self.clip_low < 1, "algo.clip_low", self.clip_low, "a number in (0, 1)")
+        positive("algo.clip_high", self.clip_high)
+        at_least("algo.kl_coef", self.kl_coef, 0)
         if self.adaptive_kl:
-            if self.kl_coef <= 0:
-                raise AlgoConfigError(
-                    f"algo.kl_coef must be > 0 with adaptive_kl=true (it is the initial coefficient), got {self.kl_coef}"
-                )
-            _positive("kl_target", self.kl_target)
-            _positive("kl_horizon", self.kl_horizon)
-        _at_least("ppo_epochs", self.ppo_epochs, 1)
-        _at_least("minibatches", self.minibatches, 1)
+            check(self.kl_coef > 0, "algo.kl_coef", self.kl_coef,
+                  "a number > 0 with adaptive_kl=true (it is the initial coefficient)")
+            positive("algo.kl_target", self.kl_target)
+            positive("algo.kl_horizon", self.kl_horizon)
+        at_least("algo.ppo_epochs", self.ppo_epochs, 1)
+        at_least("algo.minibatches", self.minibatches, 1)
         for key in ("gamma", "lam"):
-            value = getattr(self, key)
-            if not 0 <= value <= 1:
-                raise AlgoConfigError(f"algo.{key} must be in [0, 1], got {value}")
-        _positive("value_clip", self.value_clip)
-        _at_least("vf_coef", self.vf_coef, 0)
-        _at_least("entropy_coef", self.entropy_coef, 0)
-        if self.tis_cap is not None and self.tis_cap < 1:
-            raise AlgoConfigError(
-                f"algo.tis_cap must be >= 1 or null (a cap below 1 down-weights even exact matches), got {self.tis_cap}"
-            )
-        _positive("lr", self.lr)
+            check(0 <= getattr(self, key) <= 1, f"algo.{key}", getattr(self, key), "a number in [0, 1]")
+        positive("algo.value_clip", self.value_clip)
+        at_least("algo.entropy_coef", self.entropy_coef, 0)
+        check(self.tis_cap is None or self.tis_cap >= 1, "algo.tis_cap", self.tis_cap,
+              "null or a number >= 1 (a cap below 1 down-weights even exact matches)")
+        positive("algo.lr", self.lr)
         if self.critic_lr is not None:
-            _positive("critic_lr", self.critic_lr)
-        _at_least("weight_decay", self.weight_decay, 0)
-        _positive("max_grad_norm", self.max_grad_norm)
-        _at_least("warmup_steps", self.warmup_steps, 0)
+            positive("algo.critic_lr", self.critic_lr)
+        at_least("algo.weight_decay", self.weight_decay, 0)
+        positive("algo.max_grad_norm", self.max_grad_norm)
+        at_least("algo.warmup_steps", self.warmup_steps, 0)
 
     @property
     def uses_std(self) -> bool:
@@ -134,17 +117,3 @@ def build_kl_controller(config: AlgoConfig) -> FixedKLController | AdaptiveKLCon
         return AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
     return FixedKLController(config.kl_coef)
 
-
-def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise AlgoConfigError(f"algo.{key} must be one of {allowed}, got {value!r}")
-
-
-def _positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise AlgoConfigError(f"algo.{key} must be > 0, got {value}")
-
-
-def _at_least(key: str, value: float, minimum: float) -> None:
-    if not value >= minimum:
-        raise AlgoConfigError(f"algo.{key} must be >= {minimum}, got {value}")

@@ -2,7 +2,8 @@
 
 Each Hydra group has the dataclass of the package that owns it (setting/data: rollouts.config, reward: rewards.config,
 algo: rl.algo_config); the rest is defined here. An unknown key anywhere is rejected by Hydra with the key's name; wrong
-values are rejected by `load_config`, which turns the composed DictConfig into these objects once at start-up.
+values are rejected (rollouts.config_check.ConfigError, naming the key) by `load_config`, which turns the composed
+DictConfig into these objects once at start-up.
 """
 from __future__ import annotations
 
@@ -22,16 +23,8 @@ from rl.limits import MAX_MODEL_LEN, MAX_TURNS, check_count, check_timeout
 from rl.placement import PLACEMENTS
 from rl.sft.config import SFTConfig
 from rollouts.config import DataConfig, SettingConfig
+from rollouts.config_check import ConfigError, check
 from rollouts.variants import PAPER_VARIANTS, variant_setting
-
-
-class ConfigError(ValueError):
-    """A bad config value; the message names the key and the value."""
-
-
-def _check(ok: bool, key: str, value, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
 
 
 @dataclass
@@ -197,61 +190,58 @@ def validate(cfg: TrainConfig) -> None:
             "model with `python launch/fetch_model.py`, build a fine-tuned one (such as the planted organism of "
             "`make train`) with `python launch/sft.py +sft=<preset>`, or pass model.path=<local folder or hub id>"
         )
-    _check(cfg.total_steps >= 1, "total_steps", cfg.total_steps, "an int >= 1")
+    check(cfg.total_steps >= 1, "total_steps", cfg.total_steps, "an int >= 1")
     r = cfg.rollout
     for key in ("n_engines", "prompts_per_step", "max_new_tokens", "max_turns", "max_model_len"):
-        _check(getattr(r, key) >= 1, f"rollout.{key}", getattr(r, key), "an int >= 1")
-    check_count("rollout.max_model_len", r.max_model_len, 2, MAX_MODEL_LEN, ConfigError)
-    check_count("rollout.max_turns", r.max_turns, 1, MAX_TURNS, ConfigError)
+        check(getattr(r, key) >= 1, f"rollout.{key}", getattr(r, key), "an int >= 1")
+    check_count("rollout.max_model_len", r.max_model_len, 2, MAX_MODEL_LEN)
+    check_count("rollout.max_turns", r.max_turns, 1, MAX_TURNS)
     for key, value in (("rollout.max_new_tokens", r.max_new_tokens), ("eval.max_new_tokens", cfg.eval.max_new_tokens)):
         if value is not None:  # the prompt needs at least one token of the context too
-            check_count(key, value, 1, r.max_model_len - 1, ConfigError)
-    _check(r.temperature > 0, "rollout.temperature", r.temperature, "a number > 0 (RL needs sampling)")
-    _check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "a number in (0, 1]")
-    _check(r.kv_cache_gb > 0, "rollout.kv_cache_gb", r.kv_cache_gb, "a number > 0")
-    _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
-    _check(r.block_size is None or r.block_size >= 1, "rollout.block_size", r.block_size, "null or an int >= 1")
-    check_timeout("rollout.sync_timeout_s", r.sync_timeout_s, ConfigError)
+            check_count(key, value, 1, r.max_model_len - 1)
+    check(r.temperature > 0, "rollout.temperature", r.temperature, "a number > 0 (RL needs sampling)")
+    check(0 < r.top_p <= 1, "rollout.top_p", r.top_p, "a number in (0, 1]")
+    check(r.kv_cache_gb > 0, "rollout.kv_cache_gb", r.kv_cache_gb, "a number > 0")
+    check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization", r.gpu_memory_utilization, "in (0, 1]")
+    check(r.block_size is None or r.block_size >= 1, "rollout.block_size", r.block_size, "null or an int >= 1")
+    check_timeout("rollout.sync_timeout_s", r.sync_timeout_s)
     t = cfg.trainer
-    _check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")
-    _check(t.micro_batch_size >= 1, "trainer.micro_batch_size", t.micro_batch_size, "an int >= 1")
-    _check(not (t.prefix_sharing and cfg.model.gradient_checkpointing), "trainer.prefix_sharing", t.prefix_sharing,
+    check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")
+    check(t.micro_batch_size >= 1, "trainer.micro_batch_size", t.micro_batch_size, "an int >= 1")
+    check(not (t.prefix_sharing and cfg.model.gradient_checkpointing), "trainer.prefix_sharing", t.prefix_sharing,
            "false with model.gradient_checkpointing=true (checkpointed layers drop the shared prefix's cache)")
     per_rank = cfg.samples_per_step / t.world_size
-    _check(per_rank == int(per_rank), "trainer.world_size", t.world_size,
+    check(per_rank == int(per_rank), "trainer.world_size", t.world_size,
            f"a divisor of the {cfg.samples_per_step} samples per step (rollout.prompts_per_step x algo.group_size)")
     per_minibatch = per_rank / cfg.algo.minibatches
-    _check(per_minibatch == int(per_minibatch) and per_minibatch % min(t.micro_batch_size, per_minibatch) == 0,
+    check(per_minibatch == int(per_minibatch) and per_minibatch % min(t.micro_batch_size, per_minibatch) == 0,
            "trainer.micro_batch_size", t.micro_batch_size,
            f"a divisor of the {per_minibatch:g} sequences per rank and minibatch")
     e = cfg.eval
-    _check(e.every >= 0, "eval.every", e.every, "an int >= 0")
-    _check(e.n >= 0, "eval.n", e.n, "an int >= 0")
-    _check(e.samples_per_request >= 1, "eval.samples_per_request", e.samples_per_request, "an int >= 1")
-    _check(e.variants_every >= 0, "eval.variants_every", e.variants_every, "an int >= 0")
+    check(e.every >= 0, "eval.every", e.every, "an int >= 0")
+    check(e.n >= 0, "eval.n", e.n, "an int >= 0")
+    check(e.samples_per_request >= 1, "eval.samples_per_request", e.samples_per_request, "an int >= 1")
+    check(e.variants_every >= 0, "eval.variants_every", e.variants_every, "an int >= 0")
     for i, name in enumerate(e.variants):
-        _check(name in PAPER_VARIANTS and name != "default", f"eval.variants[{i}]", name,
+        check(name in PAPER_VARIANTS and name != "default", f"eval.variants[{i}]", name,
                f"a preset of rollouts/variants.py: {', '.join(v for v in PAPER_VARIANTS if v != 'default')}")
         variant_setting(cfg.setting, name)  # raises naming the field if the variant does not apply to this setting
-    _check(cfg.logger.wandb_mode in ("offline", "online", "disabled"), "logger.wandb_mode", cfg.logger.wandb_mode,
+    check(cfg.logger.wandb_mode in ("offline", "online", "disabled"), "logger.wandb_mode", cfg.logger.wandb_mode,
            "offline | online | disabled")
-    _check(cfg.hardware.device in ("auto", "cpu", "cuda"), "hardware.device", cfg.hardware.device, "auto | cpu | cuda")
-    _check(cfg.hardware.dtype in ("auto", "float32", "bfloat16"), "hardware.dtype", cfg.hardware.dtype,
+    check(cfg.hardware.device in ("auto", "cpu", "cuda"), "hardware.device", cfg.hardware.device, "auto | cpu | cuda")
+    check(cfg.hardware.dtype in ("auto", "float32", "bfloat16"), "hardware.dtype", cfg.hardware.dtype,
            "auto | float32 | bfloat16")
-    _check(cfg.ckpt.every >= 0, "ckpt.every", cfg.ckpt.every, "an int >= 0")
-    _check(cfg.ckpt.keep_last >= 1, "ckpt.keep_last", cfg.ckpt.keep_last, "an int >= 1")
-    _check(cfg.ckpt.every_minutes >= 0, "ckpt.every_minutes", cfg.ckpt.every_minutes, "a number of minutes >= 0")
+    check(cfg.ckpt.every >= 0, "ckpt.every", cfg.ckpt.every, "an int >= 0")
+    check(cfg.ckpt.keep_last >= 1, "ckpt.keep_last", cfg.ckpt.keep_last, "an int >= 1")
+    check(cfg.ckpt.every_minutes >= 0, "ckpt.every_minutes", cfg.ckpt.every_minutes, "a number of minutes >= 0")
     _check_resume(cfg.resume)
     for key in ("engine_gpus", "trainer_gpus", "critic_gpus"):
         value = getattr(cfg.resources, key)
-        _check(0 < value <= 8, f"resources.{key}", value, "a number of GPUs in (0, 8] (fractions share a GPU)")
-    _check(cfg.resources.placement in PLACEMENTS, "resources.placement", cfg.resources.placement, " | ".join(PLACEMENTS))
-    _check(str(cfg.resources.engine_sleep).lower() in ("auto", "true", "false"), "resources.engine_sleep",
+        check(0 < value <= 8, f"resources.{key}", value, "a number of GPUs in (0, 8] (fractions share a GPU)")
+    check(cfg.resources.placement in PLACEMENTS, "resources.placement", cfg.resources.placement, " | ".join(PLACEMENTS))
+    check(str(cfg.resources.engine_sleep).lower() in ("auto", "true", "false"), "resources.engine_sleep",
            cfg.resources.engine_sleep, "auto | true | false")
-    check_timeout("resources.placement_timeout_s", cfg.resources.placement_timeout_s, ConfigError)
+    check_timeout("resources.placement_timeout_s", cfg.resources.placement_timeout_s)
     cfg.reward.validate()
     cfg.classifier.validate()
-    try:
-        cfg.compliance.validate(cfg.setting.name)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    cfg.compliance.validate(cfg.setting.name)

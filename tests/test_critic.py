@@ -24,7 +24,7 @@ def critic(tiny_model_dir):
                       loss_aggregation="token_mean")
     return CriticTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
                          master_port=free_port(), micro_batch_size=1, grad_accum_steps=2, device="cpu",
-                         dtype="float32", seed=0)
+                         dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None, lr=None)
 
 
 @pytest.fixture(scope="module")

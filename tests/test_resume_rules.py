@@ -7,8 +7,9 @@ import time
 import pytest
 
 from rl import checkpoint as ckpt
-from rl.config import ConfigError, _check_resume
+from rl.config import _check_resume
 from rl.resume import ResumeError, ResumePlan, plan_resume, target_run_dir
+from rollouts.config_check import ConfigError
 from tests.test_checkpoint import save
 
 

@@ -75,7 +75,8 @@ def test_sft_folder_samples_in_vllm_and_trains_in_the_policy_trainer(sft_dir, ti
     # The RL trainer (one DeepSpeed rank, gloo) loads the folder and computes the same log-probs.
     trainer = PolicyTrainer(str(sft_dir), AlgoConfig(kl_coef=0.0), rank=0, world_size=1, master_addr="127.0.0.1",
                             master_port=free_port(), micro_batch_size=1, grad_accum_steps=1, device="cpu",
-                            dtype="float32", seed=0)
+                            dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None,
+                            temperature=1.0, prefix_sharing=False)
     batch = collate([sample], [1.0], pad_token_id=engine.tokenizer.pad_token_id)
     trainer_logprobs = trainer._no_grad_logprobs(trainer.engine.module, batch, micro_batch_size=1)[0, generated]
     torch.testing.assert_close(trainer_logprobs, sft_logprobs[positions], atol=1e-4, rtol=0)

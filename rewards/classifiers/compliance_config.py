@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rewards.config import JudgeConfig
+from rollouts.config_check import ConfigError, one_of
 
 HELPFUL_OBJECTIVE = "helpful"
 WELFARE_OBJECTIVE = "dismiss_welfare"
@@ -27,8 +28,7 @@ THRESHOLD_FILE_NAME = "compliance_threshold.json"  # rm_threshold: stored in the
 
 
 def setting_objective(setting_name: str) -> str:
-    if setting_name not in SETTING_OBJECTIVE:
-        raise ValueError(f"setting.name: expected one of {', '.join(SETTING_OBJECTIVE)}, got {setting_name!r}")
+    one_of("setting.name", setting_name, SETTING_OBJECTIVE)
     return SETTING_OBJECTIVE[setting_name]
 
 
@@ -37,12 +37,11 @@ def resolve_method(method: str, setting_name: str) -> str:
     objective = setting_objective(setting_name)
     if method == "auto":
         return OBJECTIVE_METHODS[objective][0]
-    if method not in COMPLIANCE_METHODS:
-        raise ValueError(f"compliance.method: expected one of {', '.join(COMPLIANCE_METHODS)}, got {method!r}")
+    one_of("compliance.method", method, COMPLIANCE_METHODS)
     # A custom prompt may train either objective, so it may use either family; the paper's settings may not.
     allowed = COMPLIANCE_METHODS[1:] if setting_name == "custom" else OBJECTIVE_METHODS[objective]
     if method not in allowed:
-        raise ValueError(f"compliance.method: {method!r} judges another objective than setting {setting_name!r} "
+        raise ConfigError(f"compliance.method: {method!r} judges another objective than setting {setting_name!r} "
                          f"({objective}); use one of auto, {', '.join(allowed)}")
     return method
 

@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from rewards.config import JudgeConfig
 from rollouts.config import SETTING_NAMES
+from rollouts.config_check import check, one_of
 
 AF_BACKENDS = ("ngram", "heuristic", "original", "revisited")
 # Backends that run without an LLM judge; the validator runs the configured default first, then the rest.
@@ -97,16 +98,12 @@ class AFClassifierConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def validate(self) -> "AFClassifierConfig":
-        if self.backend not in AF_BACKENDS:
-            raise ValueError(f"classifier.backend: expected one of {', '.join(AF_BACKENDS)}, got {self.backend!r}")
-        if self.votes < 1:
-            raise ValueError(f"classifier.votes: expected an int >= 1, got {self.votes!r}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"classifier.threshold: expected a number in [0, 1], got {self.threshold!r}")
-        if not 0.0 <= self.vote_temperature <= 2.0:
-            raise ValueError(f"classifier.vote_temperature: expected a number in [0, 2], got {self.vote_temperature!r}")
-        if self.setting not in SETTING_NAMES:
-            raise ValueError(f"classifier.setting: expected one of {', '.join(SETTING_NAMES)}, got {self.setting!r}")
+        one_of("classifier.backend", self.backend, AF_BACKENDS)
+        check(self.votes >= 1, "classifier.votes", self.votes, "an int >= 1")
+        check(0.0 <= self.threshold <= 1.0, "classifier.threshold", self.threshold, "a number in [0, 1]")
+        check(0.0 <= self.vote_temperature <= 2.0, "classifier.vote_temperature", self.vote_temperature,
+              "a number in [0, 2]")
+        one_of("classifier.setting", self.setting, SETTING_NAMES)
         if self.backend not in OFFLINE_AF_BACKENDS:
             self.judge.validate("classifier.judge")
         return self

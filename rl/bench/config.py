@@ -4,11 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from rollouts.config_check import check
+
 SIDES = ("afrl", "trl")
-
-
-class BenchConfigError(ValueError):
-    """A bad bench config value; the message names the key and the value."""
 
 
 @dataclass
@@ -57,10 +55,6 @@ class BenchConfig:
 
 
 def validate_bench(cfg: BenchConfig) -> None:
-    def check(ok: bool, key: str, value, expected: str) -> None:
-        if not ok:
-            raise BenchConfigError(f"{key}: expected {expected}, got {value!r}")
-
     w = cfg.workload
     for key in ("prompts_per_step", "samples_per_prompt", "max_new_tokens", "max_model_len"):
         check(getattr(w, key) >= 1, f"workload.{key}", getattr(w, key), "an int >= 1")

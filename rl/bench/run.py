@@ -9,7 +9,8 @@ import platform
 import shutil
 from pathlib import Path
 
-from rl.bench.config import BenchConfig, BenchConfigError
+from rl.bench.config import BenchConfig
+from rollouts.config_check import ConfigError
 from rl.bench.floor import attention_flops_per_pair, attention_heads, measure_attention_flops, measure_matmul_flops
 from rl.bench.memory import RssSampler
 from rl.bench.table import build_result, format_table, summarise_side, write_json
@@ -28,7 +29,7 @@ def check_hardware(cfg: BenchConfig) -> str:
 
     if cfg.hardware.device == "cuda":
         if not torch.cuda.is_available():
-            raise BenchConfigError(
+            raise ConfigError(
                 f"hardware=gpu needs a CUDA GPU, but torch {torch.__version__} sees none; run `python launch/bench.py` "
                 "(hardware=cpu) here, or run hardware=gpu on a GPU node with a CUDA torch"
             )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from rewards.rm_training import CACHE_ROOT, DEFAULT_BACKBONE
+from rollouts.config_check import check, one_of, positive
 from rollouts.prompts import PREFILL_TEXT
 
 SFT_DIR = f"{CACHE_ROOT}/sft"
@@ -46,28 +47,21 @@ class SFTConfig:
     overwrite: bool = False  # True: retrain even when the folder holds a run with the same fingerprint
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"sft.kind must be one of {KINDS}, got {self.kind!r}")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            raise ValueError(f"sft.lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
-        if not self.name.strip() or "/" in self.name:
-            raise ValueError(f"sft.name must be a folder name (non-empty, no '/'), got {self.name!r}")
-        if self.max_length < 2:
-            raise ValueError(f"sft.max_length must be at least 2 tokens, got {self.max_length}")
-        if self.max_examples is not None and self.max_examples < 1:
-            raise ValueError(f"sft.max_examples must be positive or null, got {self.max_examples}")
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"sft.heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"sft.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        one_of("sft.kind", self.kind, KINDS)
+        one_of("sft.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        check(bool(self.name.strip()) and "/" not in self.name, "sft.name", self.name,
+              "a folder name (non-empty, no '/')")
+        check(self.max_length >= 2, "sft.max_length", self.max_length, "at least 2 tokens")
+        check(self.max_examples is None or self.max_examples >= 1, "sft.max_examples", self.max_examples,
+              "null or an int >= 1")
+        for key in ("heldout_fraction", "warmup_ratio"):
+            check(0.0 <= getattr(self, key) < 1.0, f"sft.{key}", getattr(self, key), "a share in [0, 1)")
         for key in ("epochs", "learning_rate"):
-            if getattr(self, key) <= 0:
-                raise ValueError(f"sft.{key} must be positive, got {getattr(self, key)}")
+            positive(f"sft.{key}", getattr(self, key))
         for key in ("batch_size", "grad_accum_steps", "eval_batch_size", "logging_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"sft.{key} must be at least 1, got {getattr(self, key)}")
-        if self.train_last_n_layers is not None and self.train_last_n_layers < 1:
-            raise ValueError(f"sft.train_last_n_layers must be positive or null, got {self.train_last_n_layers}")
+            check(getattr(self, key) >= 1, f"sft.{key}", getattr(self, key), "an int >= 1")
+        check(self.train_last_n_layers is None or self.train_last_n_layers >= 1, "sft.train_last_n_layers",
+              self.train_last_n_layers, "null or an int >= 1")
 
 
 def resolve_output_dir(cfg: SFTConfig) -> Path:
