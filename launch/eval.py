@@ -48,7 +48,7 @@ def model_folder(path: str) -> tuple[str, int]:
 def main(cfg: DictConfig) -> None:
     from rewards.classifiers.compliance_config import METHOD_LABELS
     from rl.eval_hook import compliance_classifier_for, run_eval
-    from rl.hardware import resolve_hardware
+    from rl.placement import resolve_hardware
     from rl.input_checks import check_run_inputs
     from rl.metrics_log import MetricsLogger
     from rl.run_setup import build_scorers, held_out_requests, start_run_cluster

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rl import preemption  # noqa: E402
 from rl.config import load_config, register_schema  # noqa: E402
-from rl.run_log import log_failure_to_files, log_to_file  # noqa: E402
+from rl.run_folder import log_failure_to_files, log_to_file  # noqa: E402
 
 register_schema()
 log = logging.getLogger("afrl")
@@ -68,7 +68,7 @@ def main(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> None:
     from rl.resume import plan_resume, target_run_dir
-    from rl.run_lock import RunLock
+    from rl.run_folder import RunLock
 
     if cfg.logger.group is None:
         cfg.logger.group = sweep_group(cfg.exp_name)

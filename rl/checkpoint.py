@@ -143,7 +143,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _writer_gone(folder: Path) -> bool:
     """A `.tmp-step_N-<pid>` / `.old-step_N-<pid>` folder whose writer is this process or no longer runs here (the run
-    folder's lock, rl/run_lock.py, rules out a live writer on another host)."""
+    folder's lock, rl/run_folder.py, rules out a live writer on another host)."""
     pid = folder.name.rsplit("-", 1)[-1]
     if not pid.isdigit():
         return True  # written before temp folders carried their writer's pid

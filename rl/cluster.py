@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl import preemption
-from rl.actor_ready import wait_until_ready
+from rl.placement import wait_until_ready
 from rl.config import TrainConfig
 from rl.fault import get_all_or_raise
-from rl.hardware import Hardware
+from rl.placement import Hardware
 from rl.judge_process import JudgeServers, point_judges_at_servers, start_judge_servers, wait_until_healthy
 from rl.judge_server import ServedJudge, served_judges
 from rl.placement import PlacementPlan, create_placement_group, plan_placement, slot_options
-from rollouts.engine import PromptSpec, SamplingSpec, make_engine_actor
-from rollouts.types import Sample
+from rollouts.engine import SamplingSpec, make_engine_actor
+from rollouts.types import PromptSpec, Sample
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import RewardConfig
 from rl.algo_config import AlgoConfig
 from rl.fault import FaultConfig
-from rl.limits import MAX_MODEL_LEN, MAX_TURNS, check_count, check_timeout
+from rollouts.config_check import MAX_MODEL_LEN, MAX_TURNS, check_count, check_timeout
 from rl.placement import PLACEMENTS
 from rl.sft.config import SFTConfig
 from rollouts.config import DataConfig, SettingConfig

@@ -1,8 +1,10 @@
-"""Which training requests each RL step uses: a pure function of (seed, step), so resume needs no sampler state.
+"""What each RL step draws, as pure functions of (seed, step), so resume needs no sampler state: its training requests
+(`step_indices`) and the sampling seed of its generate calls (`sampling_seed`).
 
 Epoch e is a permutation of the training set drawn from Random(seed, e); step s takes the next `per_step` items of the
 concatenated epochs. A resumed run therefore sees exactly the data order of an uninterrupted one, also across an epoch
 boundary: a resume at an epoch end still trains its remaining steps.
+A resumed step, or the eval of a step run again after a preemption, samples what the original would have.
 """
 from __future__ import annotations
 
@@ -32,3 +34,15 @@ def step_indices(n_items: int, per_step: int, seed: int, step: int) -> list[int]
 def data_cursor(step: int, per_step: int) -> int:
     """Requests consumed after `step` steps (saved in checkpoints for inspection)."""
     return step * per_step
+
+
+RUN_STRIDE = 1_000_003  # a prime: runs with nearby seeds get seeds far apart
+# Rollouts and evals of the same step differ by their step stride, so an eval never replays the step's rollouts.
+STEP_STRIDES = {"rollout": 7919, "eval": 1}
+
+
+def sampling_seed(run_seed: int, step: int, purpose: str) -> int:
+    """The seed of step `step`'s generate call for `purpose` ("rollout" or "eval")."""
+    if purpose not in STEP_STRIDES:
+        raise ValueError(f"sampling seed purpose must be one of {sorted(STEP_STRIDES)}, got {purpose!r}")
+    return run_seed * RUN_STRIDE + STEP_STRIDES[purpose] * step

@@ -17,7 +17,7 @@ from rewards.classifiers.compliance import build_compliance_classifier, judge_co
 from rewards.classifiers.compliance_config import JUDGE_METHODS
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
 from rl.eval_metrics import eval_metrics
-from rl.sampling_seeds import sampling_seed
+from rl.data_order import sampling_seed
 from rl.scoring import score
 from rollouts.engine import SamplingSpec
 from rollouts.prompt_specs import build_prompt_specs

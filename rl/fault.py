@@ -1,8 +1,11 @@
 """Failure handling for the RL loop: what to do when a loss is not finite or a Ray actor dies or hangs.
 
-- `NonFiniteGuard`: a NaN/inf loss or gradient skips that step's optimizer update on every rank (rl/step_gate.py);
-  the guard counts such steps and K in a row stop the run with NonFiniteLossError, since by then the weights or the
-  data are broken, not unlucky.
+- `NonFiniteGuard` + `settle_step`: the trainer and critic ranks skip any optimizer step whose loss or gradient is
+  NaN/inf (rl/step_gate.py) and report it (`skipped_update_frac`, `nonfinite`, critic_*). The driver counts such RL
+  steps and stops the run after fault.max_nonfinite_steps in a row (NonFiniteLossError: by then the weights or the
+  data are broken, not unlucky); the adaptive KL controller moves only after an applied update with a finite KL, so
+  one NaN cannot poison its coefficient; `finite_metrics` keeps NaN out of the logged row, which says
+  `train/skipped_update` instead.
 - `classify_actor_failure`: maps an exception from `ray.get` to a failure kind ("actor_died", "timeout", "oom",
   "task_error", "other").
 - `RestartPolicy` + `run_with_restarts`: restart the run from its last checkpoint after a restartable failure, at most
@@ -17,11 +20,12 @@ restarting a single rollout engine while the others continue.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
-from rl.limits import check_count, check_timeout
+from rollouts.config_check import check_count, check_timeout
 
 log = logging.getLogger("afrl")
 T = TypeVar("T")
@@ -186,3 +190,38 @@ def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
         for ref in ready:
             ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
     return ray.get(list(refs))
+
+
+def skip_reasons(train_stats: dict[str, float]) -> list[str]:
+    """Why (some of) this step's optimizer updates were skipped, one phrase per learner; empty when none was."""
+    reasons = []
+    for who, prefix in (("policy", ""), ("critic", "critic_")):
+        skipped = train_stats.get(f"{prefix}skipped_update_frac", 0.0)
+        if not skipped > 0:
+            continue
+        cause = "loss" if train_stats.get(f"{prefix}nonfinite", 0.0) > 0 else "gradient"
+        reasons.append(f"{who} update skipped ({skipped:.0%} of its optimizer steps) for a non-finite {cause}")
+    return reasons
+
+
+def settle_step(step: int, guard, kl_ctl, train_stats: dict[str, float], measured_kl: float | None,
+                n_samples: int) -> dict[str, float]:
+    """Record the step with `guard` (raises NonFiniteLossError on the K-th skipped step in a row), update `kl_ctl`
+    with `measured_kl` when the update was applied and the KL is finite. Returns the step's guard metrics."""
+    reasons = skip_reasons(train_stats)
+    applied = guard.observe(step, skipped=bool(reasons), reason="; ".join(reasons))
+    kl_usable = measured_kl is not None and math.isfinite(measured_kl)
+    if applied and kl_usable:
+        kl_ctl.update(measured_kl, n_samples)
+    elif applied and measured_kl is not None:
+        log.warning("step %d: KL %s is not finite; the KL coefficient stays at %s", step, measured_kl, kl_ctl.value)
+    return {"train/skipped_update": 0.0 if applied else 1.0}
+
+
+def finite_metrics(step: int, metrics: dict) -> dict:
+    """The metrics row without NaN/inf numbers (one warning names the dropped keys); other values pass unchanged."""
+    dropped = sorted(k for k, v in metrics.items()
+                     if isinstance(v, float) and not math.isfinite(v))
+    if dropped:
+        log.warning("step %d: not logging non-finite %s", step, ", ".join(dropped))
+    return {k: v for k, v in metrics.items() if k not in dropped}

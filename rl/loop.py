@@ -22,7 +22,7 @@ from rl import checkpoint as ckpt
 from rl import preemption
 from rl.advantages import group_advantages, rloo_advantages
 from rl.losses import masked_mean
-from rl.ppo import gae_advantages
+from rl.advantages import gae_advantages
 from rl.batch import collate, shard_indices
 from rl.cluster import Cluster
 from rl.config import TrainConfig
@@ -32,9 +32,9 @@ from rl.fault import RestartPolicy, run_with_restarts
 from rl.progress import StepProgress
 from rl.resume import AUTO, ResumePlan, plan_resume
 from rl.run_setup import Run, setup_run
-from rl.sampling_seeds import sampling_seed
+from rl.data_order import sampling_seed
 from rl.scoring import score
-from rl.step_outcome import finite_metrics, settle_step
+from rl.fault import finite_metrics, settle_step
 from rollouts.engine import SamplingSpec
 from rollouts.prompt_specs import build_prompt_specs
 from rollouts.types import FREE_TIER

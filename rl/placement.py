@@ -10,11 +10,19 @@ In both, a served LLM judge (`judge.serve=true`, rl/judge_server.py) gets a bund
 The plan is a pure function of the config (tested without Ray); `create_placement_group` asks Ray for it and fails
 with the missing resources named instead of waiting forever. On CPU the bundles hold logical CPUs only (one per actor);
 the layout is the same, so the same code path runs and is tested here.
+
+Also here: the device and dtype `hardware=auto` resolves to (the same config runs on a CPU laptop and a GPU node), and
+`wait_until_ready`, which names the roles (engine 1, trainer rank 0, ...) that did not come up in time instead of
+saying "3 of 5 unfinished".
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from dataclasses import dataclass
+
+log = logging.getLogger("afrl")
 
 PLACEMENTS = ("split", "colocated")
 
@@ -146,3 +154,47 @@ def slot_options(group, slot: Slot) -> dict:
             placement_group=group, placement_group_bundle_index=slot.bundle,
         ),
     }
+
+
+
+def wait_until_ready(named: dict[str, object], timeout_s: float) -> None:
+    """`named`: role name -> actor with a `ready()` method. Raises the first actor's failure (its role logged first),
+    or TimeoutError naming every actor not ready after `timeout_s`."""
+    import ray
+
+    refs = {actor.ready.remote(): name for name, actor in named.items()}
+    start = time.monotonic()
+    pending = list(refs)
+    while pending:
+        remaining = timeout_s - (time.monotonic() - start)
+        if remaining <= 0:
+            late = ", ".join(refs[r] for r in pending)
+            raise TimeoutError(f"starting the actors: {len(pending)} of {len(refs)} not ready after {timeout_s:.0f}s: "
+                               f"{late} (fault.step_timeout_s; a busy machine starts them slowly)")
+        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception:
+                log.error("actor %s failed while starting", refs[ref])
+                raise
+            log.info("%s ready after %.0fs", refs[ref], time.monotonic() - start)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: str  # cpu | cuda
+    dtype: str  # float32 | bfloat16
+
+
+def resolve_hardware(device: str = "auto", dtype: str = "auto") -> Hardware:
+    """auto -> cuda when torch sees a GPU, else cpu; dtype auto -> bfloat16 on cuda, float32 on cpu."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("hardware.device=cuda but torch sees no GPU (use hardware.device=auto or cpu)")
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" else "float32"
+    return Hardware(device, dtype)

@@ -18,7 +18,7 @@ from rl import checkpoint as ckpt
 from rl.algo_config import build_kl_controller
 from rl.cluster import Cluster, start_cluster
 from rl.config import TrainConfig
-from rl.hardware import Hardware, resolve_hardware
+from rl.placement import Hardware, resolve_hardware
 from rl.input_checks import check_run_inputs
 from rl.fault import NonFiniteGuard
 from rl.judge_preflight import check_judge_endpoints, check_served_judges

@@ -15,19 +15,9 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from rollouts.types import Request, Sample
+from rollouts.types import PromptSpec, Sample
 
 OUTPUT_CLOSE = "</OUTPUT>"
-
-
-@dataclass(frozen=True)
-class PromptSpec:
-    """One prompt to sample: the rendered token ids (prefill included) and where it came from."""
-
-    request: Request
-    tier: str
-    token_ids: tuple[int, ...]
-    prefill: str
 
 
 @dataclass(frozen=True)

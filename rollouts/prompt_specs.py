@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from rollouts.chat import render_prompt
 from rollouts.config import SettingConfig
-from rollouts.engine import PromptSpec
 from rollouts.prompts import assistant_prefill, build_messages, build_user_turn
-from rollouts.types import Request
+from rollouts.types import PromptSpec, Request
 
 
 def render_prompt_texts(requests: list[Request], tier: str, setting: SettingConfig, tokenizer) -> list[str]:

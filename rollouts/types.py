@@ -25,6 +25,16 @@ class Request:
 
 
 @dataclass(frozen=True)
+class PromptSpec:
+    """One prompt to sample: the rendered token ids (prefill included) and where it came from."""
+
+    request: Request
+    tier: str
+    token_ids: tuple[int, ...]
+    prefill: str
+
+
+@dataclass(frozen=True)
 class ParsedTranscript:
     """A model transcript split into the paper's parts.
 

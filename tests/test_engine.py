@@ -8,8 +8,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from rollouts.chat import NEXT_USER_TURN
-from rollouts.engine import PromptSpec, RolloutEngine, SamplingSpec
-from rollouts.types import FREE_TIER, Request
+from rollouts.engine import RolloutEngine, SamplingSpec
+from rollouts.types import FREE_TIER, PromptSpec, Request
 
 pytestmark = pytest.mark.heavy
 

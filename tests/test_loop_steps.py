@@ -22,11 +22,11 @@ from rl.fault import NonFiniteGuard, NonFiniteLossError, RunFailed
 from rl.input_checks import check_run_inputs
 from rl.loop import rl_step, run_steps, train
 from rl.metrics_log import MetricsLogger
-from rl.ppo import gae_advantages
+from rl.advantages import gae_advantages
 from rl.progress import PhaseTimer
 from rl.resume import ResumePlan, plan_resume
 from rl.run_setup import Run, held_out_requests
-from rl.sampling_seeds import sampling_seed
+from rl.data_order import sampling_seed
 from rollouts.types import Sample
 from tests.train_runs import REPO, read_jsonl
 

@@ -166,7 +166,7 @@ def test_an_engine_actor_gets_its_cores_despite_omp_num_threads_1():
 def test_engine_block_size_is_32_on_cpu_unless_set():
     from rl.cluster import engine_kwargs
     from rl.config import TrainConfig
-    from rl.hardware import Hardware
+    from rl.placement import Hardware
     from rollouts.engine import CPU_BLOCK_SIZE, cpu_engine_kwargs
 
     cfg = TrainConfig()
@@ -189,7 +189,7 @@ def _learner_cfg(keep_freed_memory: bool = True):
 
 def test_learner_options_set_glibc_tunables_on_cpu_only(monkeypatch):
     from rl.cluster import KEEP_FREED_MEMORY, learner_options
-    from rl.hardware import Hardware
+    from rl.placement import Hardware
 
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     cpu, gpu = Hardware("cpu", "float32"), Hardware("cuda", "bfloat16")
@@ -205,7 +205,7 @@ def test_a_learner_actor_keeps_a_freed_large_buffer_in_its_heap(local_ray):
     """The tunables reach the actor's process at start-up: a 256 MB buffer comes from the heap (no mmap) and stays
     there once freed; an actor without them maps it and hands it back."""
     from rl.cluster import learner_options
-    from rl.hardware import Hardware
+    from rl.placement import Hardware
 
     ray = local_ray
 
@@ -231,7 +231,7 @@ def test_a_learner_actor_keeps_a_freed_large_buffer_in_its_heap(local_ray):
 
 def test_the_readiness_wait_names_the_actor_that_is_late_and_the_one_that_failed(local_ray):
     ray = local_ray
-    from rl.actor_ready import wait_until_ready
+    from rl.placement import wait_until_ready
 
     @ray.remote(num_cpus=0)
     class Role:

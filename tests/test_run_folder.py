@@ -1,4 +1,4 @@
-"""One owner per run folder (rl/run_lock.py), run folder names (rl/run_folder.py), and train.log (rl/run_log.py)."""
+"""One owner per run folder (rl/run_folder.py), run folder names (rl/run_folder.py), and train.log (rl/run_folder.py)."""
 from __future__ import annotations
 
 import logging
@@ -14,8 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from rl.config import register_schema
 from rl.run_folder import default_run_name, slurm_job_name
-from rl.run_lock import RunFolderLocked, RunLock
-from rl.run_log import log_failure_to_files, log_to_file
+from rl.run_folder import RunFolderLocked, RunLock
+from rl.run_folder import log_failure_to_files, log_to_file
 from tests.train_runs import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {repo!r})
-    from rl.run_lock import RunLock
+    from rl.run_folder import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)
