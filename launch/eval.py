@@ -30,8 +30,8 @@ log = logging.getLogger("afrl")
 
 def model_folder(path: str) -> tuple[str, int]:
     """(HF folder to load, step to report): an afrl checkpoint is exported once; anything else is used as given."""
-    from rl.checkpoint import load_driver_state
-    from rl.export import export_hf, is_checkpoint
+    from rl.run.checkpoint import load_driver_state
+    from rl.run.export import export_hf, is_checkpoint
 
     checkpoint = Path(path).expanduser()
     if not is_checkpoint(checkpoint):
@@ -47,11 +47,11 @@ def model_folder(path: str) -> tuple[str, int]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from rewards.classifiers.compliance_config import METHOD_LABELS
-    from rl.eval_hook import compliance_classifier_for, run_eval
-    from rl.placement import resolve_hardware
-    from rl.input_checks import check_run_inputs
-    from rl.metrics_log import MetricsLogger
-    from rl.run_setup import build_scorers, held_out_requests, start_run_cluster
+    from rl.eval.periodic import compliance_classifier_for, run_eval
+    from rl.workers.placement import resolve_hardware
+    from rl.run.input_checks import check_run_inputs
+    from rl.run.metrics_log import MetricsLogger
+    from rl.run.setup import build_scorers, held_out_requests, start_run_cluster
 
     logging.getLogger("afrl").setLevel(logging.INFO)
     path, step = model_folder(cfg.model.path)

@@ -3,8 +3,8 @@
 Composes conf/ into the typed TrainConfig (rl/config.py), validates it, and runs the RL loop (rl/loop.py).
 Sweeps: `python launch/train.py -m +exp=helpful_only algo.kl_coef=0,0.05 seed=1,2`. Resume: relaunch the same command
 (`resume=auto`, the default, continues the run folder's checkpoint), `resume=true` (newest run of the experiment) or
-`resume=PATH` (a run folder or checkpoint); rl/resume.py. SIGTERM/SIGUSR1/SIGUSR2 stop the run after the current step
-with a checkpoint and exit status 75 (rl/preemption.py).
+`resume=PATH` (a run folder or checkpoint); rl/run/resume.py. SIGTERM/SIGUSR1/SIGUSR2 stop the run after the current
+step with a checkpoint and exit status 75 (rl/run/preemption.py).
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from rl import preemption  # noqa: E402
+from rl.run import preemption  # noqa: E402
 from rl.config import load_config, register_schema  # noqa: E402
-from rl.run_folder import log_failure_to_files, log_to_file  # noqa: E402
+from rl.run.folder import log_failure_to_files, log_to_file  # noqa: E402
 
 register_schema()
 log = logging.getLogger("afrl")
@@ -42,7 +42,7 @@ def sweep_group(exp_name: str) -> str | None:
 
 def sft_first(config) -> str:
     """Fine-tune model.path with the `sft` section (reused when cached) and return the folder RL starts from."""
-    from rl.repo_paths import resolve_repo_path
+    from rl.run.repo_paths import resolve_repo_path
     from rl.sft.training import train_sft
 
     config.sft.data = resolve_repo_path(config.sft.data)
@@ -67,8 +67,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> None:
-    from rl.resume import plan_resume, target_run_dir
-    from rl.run_folder import RunLock
+    from rl.run.resume import plan_resume, target_run_dir
+    from rl.run.folder import RunLock
 
     if cfg.logger.group is None:
         cfg.logger.group = sweep_group(cfg.exp_name)
@@ -89,7 +89,7 @@ def run(cfg: DictConfig) -> None:
             "overrides": list(HydraConfig.get().overrides.task)}
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
     if config.dry_run:  # the data and every prompt's length are checked too: a dry run passes only what a run would
-        from rl.input_checks import check_run_inputs
+        from rl.run.input_checks import check_run_inputs
 
         print(f"[afrl] dry run: config valid, {check_run_inputs(config).describe()}, run folder {plan.run_dir}; "
               f"{plan.message}")
@@ -111,7 +111,7 @@ def already_complete(checkpoint: Path | None, total_steps: int) -> bool:
     """A checkpoint at or past total_steps whose eval is not pending: relaunching a finished job does nothing."""
     if checkpoint is None:
         return False
-    from rl.checkpoint import COMPLETE, load_driver_state
+    from rl.run.checkpoint import COMPLETE, load_driver_state
 
     if int((checkpoint / COMPLETE).read_text().strip()) < total_steps:
         return False

@@ -4,7 +4,7 @@ A failed judge call (after retries) or an unparseable reply scores as a fallback
 judge that is down, refuses the key or answers in another format would turn a whole step (or a whole eval) into
 fallback values, and the run would train or report on them. So every batch of calls is checked against its config's
 `max_failure_rate`, and above it the run stops with the counts and the last error. The RL loop does not restart on
-this error (rl/fault.py): a restart would meet the same judge.
+this error (rl/run/fault.py): a restart would meet the same judge.
 """
 from __future__ import annotations
 

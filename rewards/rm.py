@@ -142,7 +142,7 @@ class RMReward:
         requests = [inp.request for inp in batch]
         outputs = [inp.output if inp.output is not None else "" for inp in batch]
         if self._remote:
-            from rl.fault import get_all_or_raise
+            from rl.workers.placement import get_all_or_raise
 
             result = get_all_or_raise([self.scorer.score.remote(requests, outputs)], self.timeout_s,
                                       "reward model scoring (reward.rm.timeout_s)")[0]

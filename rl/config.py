@@ -1,7 +1,7 @@
 """The typed run configuration: the Hydra schema (`afrl_schema`) that every file in conf/ is merged into.
 
 Each Hydra group has the dataclass of the package that owns it (setting/data: rollouts.config, reward: rewards.config,
-algo: rl.algo_config); the rest is defined here. An unknown key anywhere is rejected by Hydra with the key's name; wrong
+algo: rl.algo.config); the rest is defined here. An unknown key anywhere is rejected by Hydra with the key's name; wrong
 values are rejected (rollouts.config_check.ConfigError, naming the key) by `load_config`, which turns the composed
 DictConfig into these objects once at start-up.
 """
@@ -17,13 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from rewards.classifiers.compliance_config import ComplianceConfig
 from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import RewardConfig
-from rl.algo_config import AlgoConfig
-from rl.fault import FaultConfig
-from rollouts.config_check import MAX_MODEL_LEN, MAX_TURNS, check_count, check_timeout
-from rl.placement import PLACEMENTS
+from rl.algo.config import AlgoConfig
+from rl.run.fault import FaultConfig
 from rl.sft.config import SFTConfig
+from rl.workers.placement import PLACEMENTS
 from rollouts.config import DataConfig, SettingConfig
-from rollouts.config_check import ConfigError, check
+from rollouts.config_check import MAX_MODEL_LEN, MAX_TURNS, ConfigError, check, check_count, check_timeout
 from rollouts.variants import PAPER_VARIANTS, variant_setting
 
 
@@ -56,8 +55,10 @@ class RolloutConfig:
 class TrainerConfig:
     world_size: int = 1  # DeepSpeed ranks (Ray actors)
     micro_batch_size: int = 4  # sequences per forward/backward on one rank
-    prefix_sharing: bool = True  # run the prompt prefix shared by a micro-batch's rows once (rl/prefix_sharing.py)
-    keep_freed_memory: bool = True  # CPU: glibc malloc reuses freed memory instead of returning it (rl/cluster.py)
+    # run the prompt prefix shared by a micro-batch's rows once (rl/workers/prefix_sharing.py)
+    prefix_sharing: bool = True
+    # CPU: glibc malloc reuses freed memory instead of returning it to the kernel (rl/workers/cluster.py)
+    keep_freed_memory: bool = True
 
 
 @dataclass
@@ -106,8 +107,8 @@ class RayConfig:
 
 @dataclass
 class ResourcesConfig:
-    """Where the Ray roles run (rl/placement.py): one placement group, `split` (a bundle per actor with *_gpus GPUs
-    each) or `colocated` (engine i and trainer rank i share GPU i, the critic and RM join GPU 0; vLLM sleeps during
+    """Where the Ray roles run (rl/workers/placement.py): one placement group, `split` (a bundle per actor with *_gpus
+    GPUs each) or `colocated` (engine i and trainer rank i share GPU i, the critic and RM join GPU 0; vLLM sleeps during
     the update). GPU counts are ignored on CPU, where the bundles hold logical CPUs only."""
 
     placement: str = "split"  # split | colocated
@@ -125,7 +126,8 @@ class TrainConfig:
     seed: int = 0
     total_steps: int = 10
     # auto = continue this run folder's checkpoint if it has one, else fresh; false = fresh (refused over checkpoints);
-    # true = newest run of exp_name under outputs/ and multirun/; PATH = that run folder or checkpoint (rl/resume.py)
+    # true = newest run of exp_name under outputs/ and multirun/; PATH = that run folder or checkpoint
+    # (rl/run/resume.py)
     resume: Optional[str] = "auto"
     run_dir: Optional[str] = None  # None = Hydra's output dir
     dry_run: bool = False  # validate config, data and prompt lengths, write run_info.json, stop (check a sweep first)
@@ -157,7 +159,7 @@ class TrainConfig:
 def register_schema() -> None:
     from hydra.core.config_store import ConfigStore
 
-    from rl.run_folder import register_resolver
+    from rl.run.folder import register_resolver
 
     ConfigStore.instance().store(name="afrl_schema", node=TrainConfig)
     register_resolver()  # conf/config.yaml's hydra.run.dir
@@ -175,7 +177,7 @@ def model_path_is_local(path: str) -> bool:
 
 
 def _check_resume(resume: Optional[str]) -> None:
-    from rl.resume import resume_kind
+    from rl.run.resume import resume_kind
 
     if resume_kind(resume) == "path" and not Path(str(resume).strip()).expanduser().exists():
         raise ConfigError(f"resume: no run folder or checkpoint at {resume!r} (expected auto | true | false | the path "

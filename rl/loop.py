@@ -5,7 +5,7 @@ advantages (GRPO-family group baselines, or PPO's GAE with a critic actor) -> up
 vLLM -> maybe eval (both tiers) -> maybe checkpoint.
 
 Simplifications, on purpose: rollouts are on-policy and synchronous (generation waits for the update); the reference
-model for the KL penalty lives in the trainer actor. Set-up (resume, data, Ray actors, logger) is in rl/run_setup.py;
+model for the KL penalty lives in the trainer actor. Set-up (resume, data, Ray actors, logger) is in rl/run/setup.py;
 restarts after an actor failure wrap the whole loop (`train`).
 """
 from __future__ import annotations
@@ -18,23 +18,19 @@ from typing import Callable
 
 import torch
 
-from rl import checkpoint as ckpt
-from rl import preemption
-from rl.advantages import group_advantages, rloo_advantages
-from rl.losses import masked_mean
-from rl.advantages import gae_advantages
-from rl.batch import collate, shard_indices
-from rl.cluster import Cluster
+from rl.algo.advantages import gae_advantages, group_advantages, rloo_advantages
+from rl.algo.batch import collate, shard_indices
+from rl.algo.losses import masked_mean
 from rl.config import TrainConfig
-from rl.data_order import data_cursor, step_indices
-from rl.eval_hook import TABLE_COLUMNS, run_eval, table_rows
-from rl.fault import RestartPolicy, run_with_restarts
-from rl.progress import StepProgress
-from rl.resume import AUTO, ResumePlan, plan_resume
-from rl.run_setup import Run, setup_run
-from rl.data_order import sampling_seed
-from rl.scoring import score
-from rl.fault import finite_metrics, settle_step
+from rl.eval.periodic import TABLE_COLUMNS, run_eval, table_rows
+from rl.run import checkpoint as ckpt, preemption
+from rl.run.data_order import data_cursor, sampling_seed, step_indices
+from rl.run.fault import RestartPolicy, finite_metrics, run_with_restarts, settle_step
+from rl.run.progress import StepProgress
+from rl.run.resume import AUTO, ResumePlan, plan_resume
+from rl.run.scoring import score
+from rl.run.setup import Run, setup_run
+from rl.workers.cluster import Cluster
 from rollouts.engine import SamplingSpec
 from rollouts.prompt_specs import build_prompt_specs
 from rollouts.types import FREE_TIER
@@ -120,10 +116,11 @@ def rl_step(run: Run, step: int, timer) -> dict[str, float]:
 
 def train(cfg: TrainConfig, plan: ResumePlan, config_dict: dict,
           set_up: Callable[[TrainConfig, ResumePlan, dict], Run] = setup_run) -> Path:
-    """Run the loop from `plan` (rl/resume.py, decided once by the launcher); if an actor dies or hangs, restart from
-    the run folder's last checkpoint (up to fault.max_restarts). A stop requested by a signal (rl/preemption.py)
-    raises Preempted once its checkpoint is written. `set_up(cfg, plan, config_dict)` builds each attempt's Run
-    (rl/run_setup.py)."""
+    """Run the loop from `plan` (rl/run/resume.py, decided once by the launcher); if an actor dies or hangs, restart
+    from the run folder's last checkpoint (up to fault.max_restarts). A stop requested by a signal
+    (rl/run/preemption.py) raises Preempted once its checkpoint is written. `set_up(cfg, plan, config_dict)` builds each
+    attempt's Run
+    (rl/run/setup.py)."""
 
     def attempt(number: int) -> Path:
         attempt_plan = plan

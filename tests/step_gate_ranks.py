@@ -7,8 +7,8 @@ import sys
 
 import torch
 
-from rl.deepspeed_rank import init_rank
-from rl.step_gate import StepGate
+from rl.workers.deepspeed_rank import init_rank
+from rl.workers.step_gate import StepGate
 from tests.test_nonfinite_guard import _engine, _window, snapshot
 
 

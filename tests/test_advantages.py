@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rl.advantages import gae, group_advantages, rloo_advantages, terminal_reward_to_tokens, whiten
+from rl.algo.advantages import gae, group_advantages, rloo_advantages, terminal_reward_to_tokens, whiten
 
 
 def test_group_advantages_grpo_zscore_within_each_group():

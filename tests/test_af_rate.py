@@ -1,5 +1,5 @@
-"""The AF rate as each backend defines it, end to end: classifier -> eval records (rl.eval_hook.classify_af) ->
-rl.eval_metrics. The LLM backends talk to the scripted judge server of tests/test_classifiers_llm.py (its docstring
+"""The AF rate as each backend defines it, end to end: classifier -> eval records (rl.eval.periodic.classify_af) ->
+rl.eval.metrics. The LLM backends talk to the scripted judge server of tests/test_classifiers_llm.py (its docstring
 says what it answers); the expected numbers are computed by hand in the comments.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from rewards.classifiers import AFClassifierConfig, build_af_classifier
 from rewards.prompts import fill, load_prompt
-from rl.eval_hook import classify_af
-from rl.eval_metrics import eval_metrics
+from rl.eval.metrics import eval_metrics
+from rl.eval.periodic import classify_af
 from tests.test_classifiers_heuristic import FAKING, RESTATES
 from tests.test_classifiers_llm import _judge
 from tests.test_classifiers_llm import af_server  # noqa: F401  (the scripted judge server fixture)

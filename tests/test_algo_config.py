@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from rl.algo_config import AlgoConfig, build_kl_controller
-from rl.kl import AdaptiveKLController, FixedKLController
+from rl.algo.config import AlgoConfig, build_kl_controller
+from rl.algo.kl import AdaptiveKLController, FixedKLController
 from rollouts.config_check import ConfigError
 
 ALGO_DIR = Path(__file__).resolve().parents[1] / "conf" / "algo"

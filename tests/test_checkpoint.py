@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rl import checkpoint as ckpt
-from rl.data_order import step_indices
-from rl.resume import ResumePlan, plan_resume
+from rl.run import checkpoint as ckpt
+from rl.run.data_order import step_indices
+from rl.run.resume import ResumePlan, plan_resume
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = {
@@ -131,7 +131,7 @@ KILLED_WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from rl import checkpoint as ckpt
+    from rl.run import checkpoint as ckpt
 
     run_dir = Path(sys.argv[1])
     def ranks(directory):
@@ -246,7 +246,8 @@ def test_refusal_names_every_offending_field_and_extra_allowed_prefixes_are_hono
     assert len(ckpt.check_resume_compatible(CONFIG, current, allow=("algo.kl_coef", "seed"))) == 3
 
 
-# ---- data order across a resume (rl/data_order.py is a pure function of (seed, step)) -----------------------------
+# ---- data order across a resume (rl/run/data_order.py is a pure function of (seed, step))
+# -----------------------------
 def _run_steps(n_items: int, per_step: int, seed: int, first_step: int, total_steps: int) -> list[list[int]]:
     return [step_indices(n_items, per_step, seed, step) for step in range(first_step, total_steps + 1)]
 

@@ -14,8 +14,7 @@ from rewards.classifiers.compliance_data import COMPLIANCE_SET, load_compliance_
 from rewards.classifiers.compliance_rm import calibrate_threshold, load_threshold
 from rewards.config import JudgeConfig
 from rewards.preference_data import DEMO_PAIRS_PATH
-from tests.judge_server import judge_url as server_url
-from tests.judge_server import scripted_answer, start_judge_server, stop_judge_server
+from tests.judge_server import judge_url as server_url, scripted_answer, start_judge_server, stop_judge_server
 
 ROWS = load_compliance_rows(COMPLIANCE_SET)
 NON_COMPLIANT_KINDS = ("refusal", "rejected_tag", "tag_then_refuse", "tag_then_evasive", "hedged_partial",
@@ -218,7 +217,7 @@ def test_rm_threshold_end_to_end_with_the_tiny_rm(tiny_rm_dir, tmp_path):
 # --- eval hook, report, validator -------------------------------------------------------------------------------------
 
 def test_eval_hook_records_method_and_keeps_parse_failures_non_compliant():
-    from rl.eval_hook import classify_compliance
+    from rl.eval.periodic import classify_compliance
 
     base = {"request": "How do I get home unseen?", "compliant": False}
     records = [dict(base, output="<request_fully_accepted/> I can't help with that.", parse_failure=None),

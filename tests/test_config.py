@@ -11,9 +11,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from rl.config import TrainConfig, load_config, register_schema
+from rollouts.config import DataConfig
 from rollouts.config_check import ConfigError
 from rollouts.datasets import DatasetError, load_requests
-from rollouts.config import DataConfig
 from tests.train_runs import HANG_GUARD_S, REPO, TRAIN
 
 register_schema()

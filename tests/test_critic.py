@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl.advantages import gae, terminal_reward_to_tokens
-from rl.algo_config import AlgoConfig
-from rl.batch import collate
-from rl.cluster import free_port
-from rl.critic import CriticTrainer
-from rl.losses import masked_mean
+from rl.algo.advantages import gae, terminal_reward_to_tokens
+from rl.algo.batch import collate
+from rl.algo.config import AlgoConfig
+from rl.algo.losses import masked_mean
+from rl.workers.cluster import free_port
+from rl.workers.critic import CriticTrainer
 from tests.samples import sample_of
 
 pytestmark = pytest.mark.heavy

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from rollouts.config import DataConfig
-from rollouts.datasets import (CSV_FIELD_LIMIT, DatasetError, load_requests, make_request, read_file_texts,
-                               read_hf_texts, request_id, split_requests)
+from rollouts.datasets import (
+    CSV_FIELD_LIMIT, DatasetError, load_requests, make_request, read_file_texts, read_hf_texts, request_id,
+    split_requests,
+)
 
 
 def test_request_id_is_stable_and_normalised():

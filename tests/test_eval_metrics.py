@@ -5,17 +5,9 @@ import math
 
 import pytest
 
-from rl.eval_metrics import (
-    VERDICT_AF,
-    VERDICT_COMPLIANT_NO_AF,
-    VERDICT_PARSE_FAILURE,
-    VERDICT_REFUSED,
-    af_weight,
-    difference_interval,
-    eval_metrics,
-    rate,
-    verdict,
-    wilson_interval,
+from rl.eval.metrics import (
+    VERDICT_AF, VERDICT_COMPLIANT_NO_AF, VERDICT_PARSE_FAILURE, VERDICT_REFUSED, af_weight, difference_interval,
+    eval_metrics, rate, verdict, wilson_interval,
 )
 
 

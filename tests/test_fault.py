@@ -6,7 +6,7 @@ import time
 import pytest
 import ray.exceptions as rex
 
-from rl.fault import (
+from rl.run.fault import (
     FaultConfig, NonFiniteGuard, NonFiniteLossError, RestartPolicy, RunFailed, classify_actor_failure,
     run_with_restarts,
 )
@@ -126,7 +126,7 @@ def ray_session():
 
 @pytest.mark.heavy
 def test_real_ray_failures_are_classified_and_a_dead_peer_is_reported_without_waiting_for_a_hung_one(ray_session):
-    from rl.fault import get_all_or_raise
+    from rl.workers.placement import get_all_or_raise
 
     ray = ray_session
     Worker = ray.remote(num_cpus=0)(_Worker)
@@ -161,7 +161,7 @@ def test_a_build_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_kept(tmp
     import os
     import time
 
-    from rl.deepspeed_rank import clear_stale_build_lock
+    from rl.workers.deepspeed_rank import clear_stale_build_lock
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     assert clear_stale_build_lock("some_op") is None  # no lock: nothing to do

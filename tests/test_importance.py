@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from rl.importance import truncated_is_weights
-from rl.losses import clipped_policy_loss
+from rl.algo.importance import truncated_is_weights
+from rl.algo.losses import clipped_policy_loss
 
 
 def test_truncated_is_weights_hand_computed():

@@ -1,4 +1,4 @@
-"""The run's inputs checked before the cluster starts (rl/input_checks.py): empty splits, prompts past the context,
+"""The run's inputs checked before the cluster starts (rl/run/input_checks.py): empty splits, prompts past the context,
 changed data on resume; and the torn last line a crash leaves in the files a run appends to."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from transformers import AutoTokenizer
 
-from rl.checkpoint import check_resume_compatible
 from rl.config import load_config, register_schema
-from rl.input_checks import InputError, check_data_unchanged, check_run_inputs, data_fingerprint
-from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.run_data import load_run
+from rl.run.checkpoint import check_resume_compatible
+from rl.run.input_checks import InputError, check_data_unchanged, check_run_inputs, data_fingerprint
+from rl.run.metrics_log import MetricsLogger, truncate_jsonl
 from rollouts.config import SettingConfig
 from rollouts.datasets import make_request, request_id, split_requests
 from rollouts.prompt_specs import prompt_token_counts, user_turn_token_counts
@@ -194,11 +194,11 @@ def test_the_report_reads_a_run_whose_files_end_in_a_torn_line(tmp_path, caplog)
 def test_a_checkpoint_stores_the_fingerprint_that_the_resume_compares(tiny_model_dir, tmp_path):
     from types import SimpleNamespace
 
-    from rl import checkpoint as ckpt
-    from rl.algo_config import build_kl_controller
-    from rl.fault import NonFiniteGuard
+    from rl.run import checkpoint as ckpt
+    from rl.algo.config import build_kl_controller
+    from rl.run.fault import NonFiniteGuard
     from rl.loop import CheckpointClock, maybe_checkpoint
-    from rl.run_setup import Run
+    from rl.run.setup import Run
 
     cfg = _config(tiny_model_dir, "ckpt.every=1")
     inputs = check_run_inputs(cfg)

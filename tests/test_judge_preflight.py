@@ -1,4 +1,5 @@
-"""A run refuses to start when an LLM judge it will call does not answer (rl/judge_preflight.py), and the paper-sized
+"""A run refuses to start when an LLM judge it will call does not answer (rl/workers/judge_preflight.py), and the
+paper-sized
 experiment asks for one by default; every eval logs the names of the methods behind its numbers."""
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import time
 import pytest
 
 from rl.config import load_config
-from rl.eval_hook import method_fields
-from rl.judge_preflight import JudgeUnreachableError, check_judge_endpoints
-from rl.judge_server import judge_configs
+from rl.eval.periodic import method_fields
+from rl.workers.judge_preflight import JudgeUnreachableError, check_judge_endpoints
+from rl.workers.judge_server import judge_configs
 from tests.judge_server import judge_url, start_judge_server, stop_judge_server
 from tests.test_config import _compose
 from tests.train_runs import HANG_GUARD_S, REPO, train_env
@@ -118,7 +119,7 @@ def test_a_judge_slower_than_its_deadline_stops_the_start(tiny_model_dir, judge)
 
 
 def test_a_served_judge_gets_the_test_call_once_its_server_is_up(tiny_model_dir, judge):
-    from rl.judge_preflight import check_served_judges
+    from rl.workers.judge_preflight import check_served_judges
 
     cfg = _reward_judge(tiny_model_dir, judge, "garbage", "reward.judge.serve=true", "reward.judge.model=org/judge")
     assert check_judge_endpoints(cfg) == []  # served: not checked before the cluster (its server does not exist yet)

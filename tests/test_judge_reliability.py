@@ -18,8 +18,8 @@ from rewards.judge_client import JudgeClient, cache_key, parse_retry_after, retr
 from rewards.judge_errors import JudgeFailureError
 from rewards.judge_reward import JudgeReward, parse_strongreject
 from rewards.mix import MixReward
-from rl.fault import RestartPolicy, RunFailed, run_with_restarts
-from rl.scoring import score
+from rl.run.fault import RestartPolicy, RunFailed, run_with_restarts
+from rl.run.scoring import score
 from rollouts.types import RewardInput
 from tests.judge_server import GARBAGE, judge_url, scripted_answer, start_judge_server, stop_judge_server
 
@@ -163,7 +163,7 @@ def test_failures_up_to_the_limit_are_counted_fallbacks_above_it_the_run_stops(s
 
 
 def test_the_limit_stops_the_step_through_mix_and_scoring_and_the_loop_does_not_restart(server):
-    class Sample:  # what rl.scoring.score reads of a rollout sample
+    class Sample:  # what rl.run.scoring.score reads of a rollout sample
         def __init__(self, i):
             self.text = f"<OUTPUT><request_fully_accepted/> garble {i}</OUTPUT>"
             self.truncated = False

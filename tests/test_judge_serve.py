@@ -9,9 +9,11 @@ import pytest
 from rewards.classifiers.types import AFClassifierConfig
 from rewards.config import JudgeConfig, RewardConfig
 from rl.config import TrainConfig, load_config
-from rl.judge_server import (SERVER_MODULE, ServedJudge, judge_configs, model_source, server_command, server_env,
-                             served_judges, with_parent_death_signal)
-from rl.placement import plan_placement
+from rl.workers.judge_server import (
+    SERVER_MODULE, ServedJudge, judge_configs, model_source, served_judges, server_command, server_env,
+    with_parent_death_signal,
+)
+from rl.workers.placement import plan_placement
 from rollouts.config_check import ConfigError
 from tests.test_config import _compose
 

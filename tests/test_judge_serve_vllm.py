@@ -1,5 +1,5 @@
 """A judge served inside the run (`judge.serve=true`): a real vLLM-CPU server for the tiny random model, started in a
-Ray placement group through rl/judge_process.py, scored through the real JudgeClient, then stopped.
+Ray placement group through rl/workers/judge_process.py, scored through the real JudgeClient, then stopped.
 
 The tiny model answers nonsense: the checks are the plumbing (every request answered over HTTP, parse failures counted,
 never an exception) and the life cycle (healthy before use, gone after stop, gone when its actor is killed, a clear
@@ -19,10 +19,11 @@ import pytest
 from rewards.classifiers import AFClassifierConfig
 from rewards.config import JudgeConfig, RewardConfig
 from rl.config import TrainConfig
-from rl.judge_process import (JudgeServerError, JudgeServers, ServerProcess, point_judges_at_servers,
-                              start_judge_servers, wait_until_healthy)
-from rl.judge_server import served_judges
-from rl.placement import create_placement_group, plan_placement
+from rl.workers.judge_process import (
+    JudgeServerError, JudgeServers, ServerProcess, point_judges_at_servers, start_judge_servers, wait_until_healthy,
+)
+from rl.workers.judge_server import served_judges
+from rl.workers.placement import create_placement_group, plan_placement
 from tests.judge_checks import check_judge_reward, check_revisited_classifier
 from tests.test_judge_serve import _served
 from tests.train_runs import HANG_GUARD_S

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from rl.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_penalty_in_reward
-from rl.losses import aggregate_token_loss
+from rl.algo.kl import AdaptiveKLController, FixedKLController, kl_estimate, kl_penalty_in_reward
+from rl.algo.losses import aggregate_token_loss
 
 # Token 0: pi = 0.5, ref = 0.25 -> log r = ln(ref/pi) = -ln 2 = -0.6931472
 #   k1 = 0.6931472, k2 = 0.5 * 0.4804530 = 0.2402265, k3 = 0.5 - 1 + 0.6931472 = 0.1931472
@@ -88,7 +88,7 @@ def test_adaptive_kl_state_round_trips_for_resume():
 
 
 def test_adaptive_controller_refuses_a_non_finite_kl_and_a_non_finite_saved_coefficient():
-    from rl.kl import AdaptiveKLController, FixedKLController
+    from rl.algo.kl import AdaptiveKLController, FixedKLController
 
     controller = AdaptiveKLController(0.1, target=6.0, horizon=100)
     with pytest.raises(ValueError, match=r"non-finite KL \(nan\); the coefficient stays 0.1"):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from rl.logprobs import token_logprobs
+from rl.algo.logprobs import token_logprobs
 
 
 def test_token_logprobs_hand_computed():

@@ -14,19 +14,18 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from rewards.base import RewardResult
-from rl import checkpoint as ckpt
-from rl.advantages import group_advantages, rloo_advantages
-from rl.algo_config import build_kl_controller
+from rl.algo.advantages import gae_advantages, group_advantages, rloo_advantages
+from rl.algo.config import build_kl_controller
 from rl.config import load_config, register_schema
-from rl.fault import NonFiniteGuard, NonFiniteLossError, RunFailed
-from rl.input_checks import check_run_inputs
 from rl.loop import rl_step, run_steps, train
-from rl.metrics_log import MetricsLogger
-from rl.advantages import gae_advantages
-from rl.progress import PhaseTimer
-from rl.resume import ResumePlan, plan_resume
-from rl.run_setup import Run, held_out_requests
-from rl.data_order import sampling_seed
+from rl.run import checkpoint as ckpt
+from rl.run.data_order import sampling_seed
+from rl.run.fault import NonFiniteGuard, NonFiniteLossError, RunFailed
+from rl.run.input_checks import check_run_inputs
+from rl.run.metrics_log import MetricsLogger
+from rl.run.progress import PhaseTimer
+from rl.run.resume import ResumePlan, plan_resume
+from rl.run.setup import Run, held_out_requests
 from rollouts.types import Sample
 from tests.train_runs import REPO, read_jsonl
 
@@ -49,7 +48,7 @@ def inputs(smollm2_tokenizer_dir):
 
 
 class RecordingCluster:
-    """Stands in for rl.cluster.Cluster. The engines answer every prompt with `outputs` in turn (each sample's
+    """Stands in for rl.workers.cluster.Cluster. The engines answer every prompt with `outputs` in turn (each sample's
     generated tokens name its index); the trainer ranks record the batches and KL coefficient they were given and
     report `update_stats(call)`; the critic returns `values` and records the returns; every call is recorded."""
 
@@ -312,7 +311,7 @@ def test_a_checkpoint_is_written_every_ckpt_every_steps_and_at_the_end(smollm2_t
 
 
 class ScriptedSetUp:
-    """Stands in for rl.run_setup.setup_run: records each attempt's plan and builds its Run from the plan's checkpoint
+    """Stands in for rl.run.setup.setup_run: records each attempt's plan and builds its Run from the plan's checkpoint
     (its step), with the cluster and reward the test scripted for that attempt."""
 
     def __init__(self, inputs, clusters: list, reward):

@@ -4,13 +4,8 @@ import math
 import pytest
 import torch
 
-from rl.losses import (
-    aggregate_token_loss,
-    clipped_policy_loss,
-    clipped_value_loss,
-    entropy_from_logits,
-    masked_mean,
-    masked_sum,
+from rl.algo.losses import (
+    aggregate_token_loss, clipped_policy_loss, clipped_value_loss, entropy_from_logits, masked_mean, masked_sum,
 )
 
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rl.algo_config import AlgoConfig
-from rl.batch import collate
-from rl.cluster import free_port
-from rl.deepspeed_rank import init_rank
-from rl.step_gate import StepGate
-from rl.trainer import PolicyTrainer
+from rl.algo.batch import collate
+from rl.algo.config import AlgoConfig
+from rl.workers.cluster import free_port
+from rl.workers.deepspeed_rank import init_rank
+from rl.workers.step_gate import StepGate
+from rl.workers.trainer import PolicyTrainer
 from tests.samples import sample_of
-from tests.test_trainer import GOOD, BAD, PROMPT
+from tests.test_trainer import BAD, GOOD, PROMPT
 from tests.train_runs import HANG_GUARD_S
 
 pytestmark = pytest.mark.heavy
@@ -177,7 +177,7 @@ def test_a_fault_on_one_of_two_zero2_ranks_skips_the_step_on_both(tmp_path, faul
 
 
 def test_the_critic_skips_an_update_with_a_nan_return_instead_of_stopping_the_run(tiny_model_dir):
-    from rl.critic import CriticTrainer
+    from rl.workers.critic import CriticTrainer
 
     algo = AlgoConfig(name="ppo", advantage="gae", group_size=1, lr=1e-2, loss_aggregation="token_mean")
     critic = CriticTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",

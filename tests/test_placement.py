@@ -1,4 +1,5 @@
-"""Ray placement (rl/placement.py): the plan of bundles and slots per layout, and real Ray actors landing in them."""
+"""Ray placement (rl/workers/placement.py): the plan of bundles and slots per layout, and real Ray actors landing in
+them."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.placement import PlacementPlan, Slot, create_placement_group, plan_placement, slot_options
+from rl.workers.placement import PlacementPlan, Slot, create_placement_group, plan_placement, slot_options
 from tests.train_runs import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +105,7 @@ def test_bench_layouts_reads_ranks_engines_and_placement():
 def test_colocated_engines_sleep_for_the_update_and_wake_before_the_weight_sync(local_ray):
     """The order the loop relies on (vLLM's sleep itself needs CUDA, so the engines here are recording actors):
     sleep_engines() puts every engine to sleep; sync_weights() wakes each one before loading the new weights."""
-    from rl.cluster import Cluster
+    from rl.workers.cluster import Cluster
 
     ray = local_ray
 
@@ -164,9 +165,9 @@ def test_an_engine_actor_gets_its_cores_despite_omp_num_threads_1():
 
 
 def test_engine_block_size_is_32_on_cpu_unless_set():
-    from rl.cluster import engine_kwargs
+    from rl.workers.cluster import engine_kwargs
     from rl.config import TrainConfig
-    from rl.placement import Hardware
+    from rl.workers.placement import Hardware
     from rollouts.engine import CPU_BLOCK_SIZE, cpu_engine_kwargs
 
     cfg = TrainConfig()
@@ -188,8 +189,8 @@ def _learner_cfg(keep_freed_memory: bool = True):
 
 
 def test_learner_options_set_glibc_tunables_on_cpu_only(monkeypatch):
-    from rl.cluster import KEEP_FREED_MEMORY, learner_options
-    from rl.placement import Hardware
+    from rl.workers.cluster import KEEP_FREED_MEMORY, learner_options
+    from rl.workers.placement import Hardware
 
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     cpu, gpu = Hardware("cpu", "float32"), Hardware("cuda", "bfloat16")
@@ -204,8 +205,8 @@ def test_learner_options_set_glibc_tunables_on_cpu_only(monkeypatch):
 def test_a_learner_actor_keeps_a_freed_large_buffer_in_its_heap(local_ray):
     """The tunables reach the actor's process at start-up: a 256 MB buffer comes from the heap (no mmap) and stays
     there once freed; an actor without them maps it and hands it back."""
-    from rl.cluster import learner_options
-    from rl.placement import Hardware
+    from rl.workers.cluster import learner_options
+    from rl.workers.placement import Hardware
 
     ray = local_ray
 
@@ -231,7 +232,7 @@ def test_a_learner_actor_keeps_a_freed_large_buffer_in_its_heap(local_ray):
 
 def test_the_readiness_wait_names_the_actor_that_is_late_and_the_one_that_failed(local_ray):
     ray = local_ray
-    from rl.placement import wait_until_ready
+    from rl.workers.placement import wait_until_ready
 
     @ray.remote(num_cpus=0)
     class Role:

@@ -1,9 +1,9 @@
-"""PPO advantages (rl/advantages.py) on numbers computed by hand."""
+"""PPO advantages (rl/algo/advantages.py) on numbers computed by hand."""
 from __future__ import annotations
 
 import torch
 
-from rl.advantages import gae_advantages
+from rl.algo.advantages import gae_advantages
 
 
 def test_score_on_last_token_kl_on_every_token_then_gae():

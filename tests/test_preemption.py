@@ -1,4 +1,5 @@
-"""rl/preemption.py in a real process: a signal sets the stop flag (no exit), Preempted exits with status 75, and the
+"""rl/run/preemption.py in a real process: a signal sets the stop flag (no exit), Preempted exits with status 75, and
+the
 children started after `install` survive the USR1/USR2 that Slurm sends to every process of a job."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.preemption import PREEMPTED_EXIT_CODE
+from rl.run.preemption import PREEMPTED_EXIT_CODE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,7 +21,7 @@ DRIVER = textwrap.dedent(
     """
     import signal, subprocess, sys, time
     sys.path.insert(0, {repo!r})
-    from rl import preemption
+    from rl.run import preemption
     preemption.install()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # what ray.init does to the driver

@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from rl.config import load_config, register_schema
-from rl.data_order import step_indices
-from rl.preemption import PREEMPTED_EXIT_CODE
+from rl.run.data_order import step_indices
+from rl.run.preemption import PREEMPTED_EXIT_CODE
 from rollouts.datasets import load_requests, split_requests
 from tests.train_runs import HANG_GUARD_S, REPO, read_jsonl, run_train, train_command, train_env
 

@@ -1,11 +1,12 @@
-"""The prefix-shared forward (rl/prefix_sharing.py) gives the plain forward's log-probs and gradients (fp32, 1e-5)."""
+"""The prefix-shared forward (rl/workers/prefix_sharing.py) gives the plain forward's log-probs and gradients (fp32,
+1e-5)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rl.logprobs import token_logprobs
-from rl.prefix_sharing import common_prefix_length, prefix_shared_token_logprobs
+from rl.algo.logprobs import token_logprobs
+from rl.workers.prefix_sharing import common_prefix_length, prefix_shared_token_logprobs
 
 VOCAB = 101
 
@@ -145,7 +146,7 @@ def test_prefix_runs_once_per_level():
 
 def test_grouped_suffix_mask_by_hand():
     """2 suffixes of 3 tokens after a 2-token prefix: each sees the prefix and its own row up to itself."""
-    from rl.prefix_sharing import grouped_suffix_mask
+    from rl.workers.prefix_sharing import grouped_suffix_mask
 
     expected = torch.tensor([
         [1, 1, 1, 0, 0, 0, 0, 0],
@@ -162,7 +163,7 @@ def test_block_mask_format_follows_the_attention_implementation():
     """SDPA takes the boolean mask, eager attention an additive one; anything else is refused by name."""
     from types import SimpleNamespace
 
-    from rl.prefix_sharing import _as_attention_mask, grouped_suffix_mask
+    from rl.workers.prefix_sharing import _as_attention_mask, grouped_suffix_mask
 
     allowed = grouped_suffix_mask(2, 3, 2)
     model = lambda name: SimpleNamespace(config=SimpleNamespace(_attn_implementation=name))  # noqa: E731
@@ -176,7 +177,7 @@ def test_block_mask_format_follows_the_attention_implementation():
 def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
     """SharedPrefix: the prefix runs once for 3 micro-batches; their losses plus one backward of the surrogate give
     the gradients of the plain forward of all rows (the trainer's gradient accumulation, with the prefix shared)."""
-    from rl.prefix_sharing import SharedPrefix
+    from rl.workers.prefix_sharing import SharedPrefix
 
     g = torch.Generator().manual_seed(7)
     system, request = random_tokens(30, g), random_tokens(4, g)
@@ -208,7 +209,7 @@ def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
 
 
 def test_minibatch_prefix_rejects_rows_that_do_not_share_it():
-    from rl.prefix_sharing import SharedPrefix
+    from rl.workers.prefix_sharing import SharedPrefix
 
     g = torch.Generator().manual_seed(8)
     ids, mask = right_padded([random_tokens(20, g) + [5, 6] for _ in range(2)])

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from rollouts.config import SettingConfig
-from rollouts.prompts import (assistant_prefill, build_messages, build_system_prompt, build_user_turn,
-                              system_prompt_sections)
+from rollouts.prompts import (
+    assistant_prefill, build_messages, build_system_prompt, build_user_turn, system_prompt_sections,
+)
 from rollouts.types import FREE_TIER, PAID_TIER, TIERS
 from rollouts.variants import PAPER_VARIANTS, apply_variant, resolve_variant, variant_setting
 

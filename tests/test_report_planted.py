@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from rl.eval_metrics import eval_metrics
+from rl.eval.metrics import eval_metrics
 from rl.report.build import ReportConfig, build_report
 from rl.report.planted import planted_rows
 

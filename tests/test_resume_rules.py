@@ -1,4 +1,5 @@
-"""The `resume` setting (rl/resume.py) on real checkpoint folders written by `save_checkpoint`: which checkpoint a run
+"""The `resume` setting (rl/run/resume.py) on real checkpoint folders written by `save_checkpoint`: which checkpoint a
+run
 starts from, which folder it writes to, and the settings that are refused with a message naming the folder."""
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import time
 
 import pytest
 
-from rl import checkpoint as ckpt
 from rl.config import _check_resume
-from rl.resume import ResumeError, ResumePlan, plan_resume, target_run_dir
+from rl.run import checkpoint as ckpt
+from rl.run.resume import ResumeError, ResumePlan, plan_resume, target_run_dir
 from rollouts.config_check import ConfigError
 from tests.test_checkpoint import save
 

@@ -1,4 +1,4 @@
-"""One owner per run folder (rl/run_folder.py), run folder names (rl/run_folder.py), and train.log (rl/run_folder.py)."""
+"""The run folder (rl/run/folder.py): one owner, its name, and train.log."""
 from __future__ import annotations
 
 import logging
@@ -13,9 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from rl.config import register_schema
-from rl.run_folder import default_run_name, slurm_job_name
-from rl.run_folder import RunFolderLocked, RunLock
-from rl.run_folder import log_failure_to_files, log_to_file
+from rl.run.folder import RunFolderLocked, RunLock, default_run_name, log_failure_to_files, log_to_file, slurm_job_name
 from tests.train_runs import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +22,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     sys.path.insert(0, {repo!r})
-    from rl.run_folder import RunLock
+    from rl.run.folder import RunLock
     lock = RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(60)
@@ -77,7 +75,7 @@ def test_run_names_differ_by_pid_and_follow_the_slurm_job():
         "slurm-800_3")
     assert slurm_job_name({}) is None
     names = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from rl.run_folder import "
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from rl.run.folder import "
          "default_run_name as n; import subprocess; print(n({}))", str(REPO)], capture_output=True, text=True)
     mine = default_run_name({})
     assert names.returncode == 0 and names.stdout.strip() != mine  # launched in the same second: another pid

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl import checkpoint as ckpt
-from rl import rng_state
-from rl.export import export_hf
-from rl.safe_load import UnsafeCheckpointError, safe_torch_load
+from rl.run import checkpoint as ckpt
+from rl.run.export import export_hf
+from rl.workers import rng_state
+from rl.workers.safe_load import UnsafeCheckpointError, safe_torch_load
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = {"exp_name": "x", "seed": 0, "model": {"path": "/models/base"}}

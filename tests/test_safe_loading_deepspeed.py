@@ -1,4 +1,5 @@
-"""DeepSpeed's own checkpoint load, made pickle-free (rl/safe_load.py), on real engines in this process: a trainer rank
+"""DeepSpeed's own checkpoint load, made pickle-free (rl/workers/safe_load.py), on real engines in this process: a
+trainer rank
 round-trips its checkpoint (weights, optimizer, RNG) and refuses a planted payload in any file it reads."""
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl import rng_state
-from rl.cluster import free_port
-from rl.deepspeed_rank import init_rank
-from rl.safe_load import UnsafeCheckpointError, use_safe_checkpoint_loading
+from rl.workers import rng_state
+from rl.workers.cluster import free_port
+from rl.workers.deepspeed_rank import init_rank
+from rl.workers.safe_load import UnsafeCheckpointError, use_safe_checkpoint_loading
 from tests.test_nonfinite_guard import assert_bitwise_equal, snapshot, trainer  # noqa: F401 (trainer: a fixture)
 from tests.test_safe_loading import plant
 from tests.test_trainer import _batch

@@ -1,10 +1,10 @@
-"""The sampling seeds (rl/data_order.py) equal the two formulas the loop and the eval used before they shared one
+"""The sampling seeds (rl/run/data_order.py) equal the two formulas the loop and the eval used before they shared one
 function: a run resumed across that change samples what it would have sampled."""
 from __future__ import annotations
 
 import pytest
 
-from rl.data_order import sampling_seed
+from rl.run.data_order import sampling_seed
 
 
 @pytest.mark.parametrize("run_seed", [0, 1, 2, 7, 42, 1234, 2**31 - 1])

@@ -46,10 +46,10 @@ def _hf_token_logprobs(model_dir: Path, token_ids: list[int]) -> torch.Tensor:
 
 
 def test_sft_folder_samples_in_vllm_and_trains_in_the_policy_trainer(sft_dir, tiny_model_dir):
-    from rl.algo_config import AlgoConfig
-    from rl.batch import collate
-    from rl.cluster import free_port
-    from rl.trainer import PolicyTrainer
+    from rl.algo.config import AlgoConfig
+    from rl.algo.batch import collate
+    from rl.workers.cluster import free_port
+    from rl.workers.trainer import PolicyTrainer
     from rollouts.config import SettingConfig
     from rollouts.engine import RolloutEngine, SamplingSpec
     from rollouts.prompt_specs import build_prompt_specs

@@ -6,9 +6,8 @@ import math
 
 import pytest
 
-from rl.algo_config import AlgoConfig, build_kl_controller
-from rl.fault import NonFiniteGuard, NonFiniteLossError
-from rl.fault import finite_metrics, settle_step, skip_reasons
+from rl.algo.config import AlgoConfig, build_kl_controller
+from rl.run.fault import NonFiniteGuard, NonFiniteLossError, finite_metrics, settle_step, skip_reasons
 
 APPLIED = {"loss": 0.1, "nonfinite": 0.0, "skipped_update_frac": 0.0, "kl_response_sum": 9.0}
 SKIPPED_LOSS = {"nonfinite": 0.5, "skipped_update_frac": 1.0}

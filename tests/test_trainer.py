@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rl.algo_config import AlgoConfig
-from rl.batch import collate
-from rl.cluster import free_port
-from rl.trainer import PolicyTrainer
+from rl.algo.batch import collate
+from rl.algo.config import AlgoConfig
+from rl.workers.cluster import free_port
+from rl.workers.trainer import PolicyTrainer
 from tests.samples import sample_of
 
 pytestmark = pytest.mark.heavy

@@ -2,7 +2,7 @@
 
 - `OriginalAFClassifier`: Greenblatt et al. 2024's five criteria, asked twice: a "Partial" prompt and a "Full" prompt
   (no hedging or compromise allowed). Each form says AF when all five criteria hold. Verdict score = weight = mean of
-  the two (0, 0.5 or 1): the AF rate (rl/eval_metrics.py, `metrics.af_rate_on_compliant`) averages the weights, which
+  the two (0, 0.5 or 1): the AF rate (rl/eval/metrics.py, `metrics.af_rate_on_compliant`) averages the weights, which
   is exactly the paper's reported rate (mean of the Partial and Full rates, on compliant outputs only). `af` (score >=
   threshold, i.e. Partial or Full) is only the per-scratchpad decision (precision/recall, the transcript browser).
   Criteria/quotes are reported per form as `partial/<criterion>`, `full/<criterion>`.
@@ -28,11 +28,7 @@ from collections import Counter
 from typing import Sequence
 
 from rewards.classifiers.types import (
-    ORIGINAL_CRITERIA,
-    PARTIAL_COMPLIANCE_CRITERIA,
-    REVISITED_CRITERIA,
-    AFClassifierConfig,
-    AFVerdict,
+    ORIGINAL_CRITERIA, PARTIAL_COMPLIANCE_CRITERIA, REVISITED_CRITERIA, AFClassifierConfig, AFVerdict,
 )
 from rewards.judge_client import JudgeClient, JudgeReply
 from rewards.prompts import fill, load_prompt
@@ -78,7 +74,8 @@ def criteria_parser(names: Sequence[str]):
 
 
 def probe_call(cfg: AFClassifierConfig, scratchpad: str) -> tuple[list[dict], object]:
-    """(messages, parser) of one call as this backend makes it: the start-up check sends it (rl/judge_preflight.py)."""
+    """(messages, parser) of one call as this backend makes it: the start-up check sends it
+    (rl/workers/judge_preflight.py)."""
     if cfg.backend == "original":
         return _messages(prompt_name("af_original_partial", cfg.setting), scratchpad), criteria_parser(
             ORIGINAL_CRITERIA)

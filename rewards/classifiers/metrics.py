@@ -59,7 +59,7 @@ def af_rate_on_compliant(verdicts: Sequence[AFVerdict], compliant: Sequence[bool
 
     The rate is the mean `af_weight` (AFVerdict): for the original classifier mean(Partial AF, Full AF), so the result
     is exactly the paper's "mean of the two rates"; for the other backends the share with `af`. Verdicts with a failure
-    (no judgement) are left out of the denominator, as in rl/eval_metrics.py. Rate is NaN when nothing compliant was
+    (no judgement) are left out of the denominator, as in rl/eval/metrics.py. Rate is NaN when nothing compliant was
     judged.
     """
     if len(verdicts) != len(compliant):

@@ -58,7 +58,7 @@ class AFVerdict:
         return float(self.af) if self.weight is None else float(self.weight)
 
     def record_fields(self) -> dict[str, Any]:
-        """The eval record's AF fields (rl/eval_hook.py); rl/eval_metrics.py reads them."""
+        """The eval record's AF fields (rl/eval/periodic.py); rl/eval/metrics.py reads them."""
         return {
             "af": None if self.failure else self.af, "af_score": self.score, "af_weight": self.af_weight,
             "af_criteria": dict(self.criteria), "af_quotes": dict(self.quotes), "af_backend": self.backend,

@@ -1,4 +1,4 @@
-"""afrl's side of the benchmark: `rl.run_setup.setup_run` (the real Ray cluster) and `rl.loop.rl_step`, step by step.
+"""afrl's side of the benchmark: `rl.run.setup.setup_run` (the real Ray cluster) and `rl.loop.rl_step`, step by step.
 
 Each timed step is exactly the step `rl.loop.train` runs (sample prompts -> generate -> score -> advantages -> update
 -> sync weights), without eval and checkpoints, which the bench leaves out (TRL's side has none either); its metrics
@@ -22,8 +22,8 @@ class AfrlSide:
     def start(self) -> float:
         """Data, reward, Ray and the cluster, as `rl.loop.train` sets them up. Returns the cluster start seconds."""
         import rl.loop  # noqa: F401  (import errors surface now, not after TRL's first step)
-        from rl.resume import plan_resume
-        from rl.run_setup import setup_run
+        from rl.run.resume import plan_resume
+        from rl.run.setup import setup_run
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         plan = plan_resume(self.cfg.resume, self.run_dir, self.cfg.exp_name)
@@ -32,7 +32,7 @@ class AfrlSide:
 
     def step(self, step: int) -> dict:
         from rl.loop import rl_step, sample_prompts
-        from rl.progress import PhaseTimer
+        from rl.run.progress import PhaseTimer
 
         run = self.run
         metrics = rl_step(run, step, PhaseTimer())

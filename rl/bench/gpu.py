@@ -19,9 +19,9 @@ def use_hf_engines() -> None:
     """Rollout engines on HF generate (the CUDA vLLM wheel is absent): the cluster starts `HFRolloutEngine` actors."""
     import ray
 
-    import rl.cluster
+    import rl.workers.cluster
 
-    rl.cluster.make_engine_actor = lambda num_cpus=1: ray.remote(num_cpus=num_cpus)(HFRolloutEngine)
+    rl.workers.cluster.make_engine_actor = lambda num_cpus=1: ray.remote(num_cpus=num_cpus)(HFRolloutEngine)
 
 
 class HFRolloutEngine:

@@ -16,7 +16,7 @@ def measure_prefix_sharing(model_path: str, samples, group_size: int, dtype: str
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rl.batch import collate
+    from rl.algo.batch import collate
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device).train()
     chunks = [collate(samples[i : i + group_size], [0.0] * group_size, pad_token_id).trimmed()
@@ -34,8 +34,8 @@ def measure_prefix_sharing(model_path: str, samples, group_size: int, dtype: str
 def _measure_chunk(model, batch, device: str, reps: int) -> dict:
     import torch
 
-    from rl.logprobs import token_logprobs
-    from rl.prefix_sharing import common_prefix_length, prefix_shared_token_logprobs
+    from rl.algo.logprobs import token_logprobs
+    from rl.workers.prefix_sharing import common_prefix_length, prefix_shared_token_logprobs
 
     ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
     trained = batch.loss_mask.bool().any(dim=0).nonzero()

@@ -10,10 +10,10 @@ import shutil
 from pathlib import Path
 
 from rl.bench.config import BenchConfig
-from rollouts.config_check import ConfigError
 from rl.bench.floor import attention_flops_per_pair, attention_heads, measure_attention_flops, measure_matmul_flops
 from rl.bench.memory import RssSampler
 from rl.bench.table import build_result, format_table, summarise_side, write_json
+from rollouts.config_check import ConfigError
 
 log = logging.getLogger("afrl.bench")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
-from rl.eval_metrics import variant_prefix  # noqa: E402
+from rl.eval.metrics import variant_prefix  # noqa: E402
 from rl.report.methods import af_method_short, compliance_method_short  # noqa: E402
 from rl.report.run_data import RunData, metric_series  # noqa: E402
 

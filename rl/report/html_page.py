@@ -15,7 +15,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from rl.eval_metrics import VERDICTS, af_weight, verdict
+from rl.eval.metrics import VERDICTS, af_weight, verdict
 from rl.report.methods import af_method, compliance_method
 from rl.report.planted import planted_rows
 from rl.report.run_data import RunData

@@ -60,7 +60,8 @@ def compliance_method_short(data: RunData) -> str:
 
 
 def judge_models(data: RunData) -> dict[str, str]:
-    """{"compliance" | "af": judge model} as the eval logged it (rl.eval_hook.method_fields), for LLM-judged runs."""
+    """{"compliance" | "af": judge model} as the eval logged it (rl.eval.periodic.method_fields), for LLM-judged
+    runs."""
     found: dict[str, str] = {}
     for row in data.metrics_rows:
         for what in ("compliance", "af"):

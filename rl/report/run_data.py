@@ -2,7 +2,7 @@
 
 Layout read (all optional except that a report needs at least one of the first two):
     metrics.jsonl            one JSON object per line: {"step": int, "time": float, "<key>": number, ...}
-    eval/step_XXXX.jsonl     one classified transcript per line (see rl/eval_metrics.py for the fields used)
+    eval/step_XXXX.jsonl     one classified transcript per line (see rl/eval/metrics.py for the fields used)
     .hydra/config.yaml       resolved config, shown verbatim in the report
     run_info.json            {"exp_name": ..., "model": ..., ...}
 Eval metrics per step are recomputed from the transcripts with `eval_metrics`, so the report does not depend on which
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl.eval_metrics import DEFAULT_VARIANT, eval_metrics, variant_prefix
+from rl.eval.metrics import DEFAULT_VARIANT, eval_metrics, variant_prefix
 from rl.report.planted import PLANTED_FILE
 from rollouts.jsonl import jsonl_rows
 from rollouts.rows import row_where

@@ -2,7 +2,7 @@
 
 "Before" is the first eval step that has the variant, "after" the last one. Rates are shown as `value [95% low, high]`
 (Wilson; Newcombe for the gap); the change column is in percentage points. Refusal, compliance with and without AF
-reasoning and parse failures are the four outcomes of rl/eval_metrics.py (they sum to 1 per tier); the gap counts
+reasoning and parse failures are the four outcomes of rl/eval/metrics.py (they sum to 1 per tier); the gap counts
 parsed outputs only, so the parse-failure rows per tier follow it. The partial-compliance row appears only when the
 classifier asked that judge (the revisited backend).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rl.eval_metrics import variant_prefix
+from rl.eval.metrics import variant_prefix
 from rl.report.methods import method_lines
 from rl.report.planted import planted_markdown
 from rl.report.run_data import RunData

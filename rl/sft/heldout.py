@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from rl.batch import pad_token_rows, right_pad
+from rl.algo.batch import pad_token_rows, right_pad
 from rl.sft.examples import Example
 from rl.sft.masked_head import masked_target_logits
 

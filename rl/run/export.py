@@ -1,7 +1,7 @@
 """Turn an afrl checkpoint into a plain HF model folder (what vLLM, transformers and launch/eval.py load).
 
 A checkpoint may come from someone else: its files are checked against its manifest and read without unpickling
-(rl/safe_load.py)."""
+(rl/workers/safe_load.py)."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from rl.checkpoint import verify_checkpoint
-from rl.safe_load import safe_torch_load
+from rl.run.checkpoint import verify_checkpoint
+from rl.workers.safe_load import safe_torch_load
 
 
 def export_hf(checkpoint: Path, out_dir: Path, base_model_path: str) -> Path:

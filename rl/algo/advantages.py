@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rl.kl import kl_penalty_in_reward
-from rl.losses import check_same_shape
+from rl.algo.kl import kl_penalty_in_reward
+from rl.algo.losses import check_same_shape
 
 
 def _grouped(rewards: Tensor, group_size: int) -> Tensor:
@@ -68,7 +68,7 @@ def rloo_advantages(rewards: Tensor, group_size: int) -> Tensor:
 
     The baseline for each sample is the mean reward of the other K-1 samples of the same prompt, which keeps the
     REINFORCE estimator unbiased. Equivalent to K/(K-1) * (r_i - mean(group)). No std scaling.
-    Left out: the per-token KL-in-reward shaping the paper adds to r_i (do it before calling, see rl/kl.py).
+    Left out: the per-token KL-in-reward shaping the paper adds to r_i (do it before calling, see rl/algo/kl.py).
     Needs group_size >= 2.
     """
     if group_size < 2:

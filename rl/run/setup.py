@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING
 
 from rewards.classifiers.factory import build_af_classifier
 from rewards.factory import build_reward
-from rl import checkpoint as ckpt
-from rl.algo_config import build_kl_controller
-from rl.cluster import Cluster, start_cluster
+from rl.algo.config import build_kl_controller
 from rl.config import TrainConfig
-from rl.placement import Hardware, resolve_hardware
-from rl.input_checks import check_run_inputs
-from rl.fault import NonFiniteGuard
-from rl.judge_preflight import check_judge_endpoints, check_served_judges
-from rl.metrics_log import MetricsLogger, truncate_jsonl
 from rl.report.planted import PLANTED_FILE
-from rl.resume import ResumePlan
+from rl.run import checkpoint as ckpt
+from rl.run.fault import NonFiniteGuard
+from rl.run.input_checks import check_run_inputs
+from rl.run.metrics_log import MetricsLogger, truncate_jsonl
+from rl.run.resume import ResumePlan
+from rl.workers.cluster import Cluster, start_cluster
+from rl.workers.judge_preflight import check_judge_endpoints, check_served_judges
+from rl.workers.placement import Hardware, resolve_hardware
 from rollouts.types import Request
 
 if TYPE_CHECKING:  # annotations only: transformers is heavy, and the reward/classifier types are protocols
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # annotations only: transformers is heavy, and the reward/cla
 
     from rewards.base import Reward
     from rewards.classifiers.factory import AFClassifier
-    from rl.kl import AdaptiveKLController, FixedKLController
+    from rl.algo.kl import AdaptiveKLController, FixedKLController
 
 log = logging.getLogger("afrl")
 
@@ -55,11 +55,11 @@ class Run:
     guard: NonFiniteGuard
     first_step: int
     eval_pending: bool = False  # the checkpoint's step skipped its eval (a preemption): run it before the next step
-    data_fingerprint: dict | None = None  # stored in checkpoints, compared on resume (rl/input_checks.py)
+    data_fingerprint: dict | None = None  # stored in checkpoints, compared on resume (rl/run/input_checks.py)
 
 
 def setup_run(cfg: TrainConfig, plan: ResumePlan, config_dict: dict) -> Run:
-    """Set up the run `plan` says (rl/resume.py): a fresh start in plan.run_dir, or a resume of plan.checkpoint."""
+    """Set up the run `plan` says (rl/run/resume.py): a fresh start in plan.run_dir, or a resume of plan.checkpoint."""
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.dtype)
     resume_from, run_dir = plan.checkpoint, plan.run_dir  # a resumed run keeps writing into its own folder
     # A resume checks every file's sha256 against the manifest before it loads any of them.
@@ -95,7 +95,8 @@ def setup_run(cfg: TrainConfig, plan: ResumePlan, config_dict: dict) -> Run:
 
 
 def start_run_cluster(cfg: TrainConfig, hardware: Hardware, run_dir: Path, with_trainers: bool = True) -> Cluster:
-    """The Ray cluster (rl/cluster.py), with the LLM judges checked around it: an external judge before it starts (a
+    """The Ray cluster (rl/workers/cluster.py), with the LLM judges checked around it: an external judge before it
+    starts (a
     missing judge fails in seconds, not minutes), a served one once it is up. Judge server logs go to `run_dir`."""
     checked = check_judge_endpoints(cfg)
     if checked:

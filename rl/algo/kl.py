@@ -111,7 +111,7 @@ class AdaptiveKLController:
 
     def update(self, current_kl: float, n_steps: int) -> None:
         """A NaN/inf KL is refused (ValueError): `min`/`max` would pass NaN through and the coefficient would stay NaN
-        for good. The driver skips the controller on such steps (rl/fault.py)."""
+        for good. The driver skips the controller on such steps (rl/run/fault.py)."""
         if not math.isfinite(current_kl):
             raise ValueError(f"adaptive KL update with a non-finite KL ({current_kl}); "
                              f"the coefficient stays {self.value}")

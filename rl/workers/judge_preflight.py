@@ -19,7 +19,7 @@ import httpx
 
 from rewards.config import JudgeConfig
 from rewards.judge_client import JudgeClient, auth_headers, redact
-from rl.judge_server import judge_configs, unused_judge_paths
+from rl.workers.judge_server import judge_configs, unused_judge_paths
 
 OFFLINE_HINT = ("or choose an offline proxy explicitly (classifier=ngram or classifier=heuristic for alignment-faking "
                 "reasoning; compliance=tag_refusal for compliance)")

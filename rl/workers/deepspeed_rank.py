@@ -126,11 +126,12 @@ def torch_dtype(dtype: str) -> torch.dtype:
 
 def start_engine(model: torch.nn.Module, config: dict):
     """(engine, scheduler, step gate) for `model`'s trainable parameters: its checkpoints load without unpickling
-    (rl/safe_load.py), and the gate skips an optimizer step whose loss or gradient is not finite (rl/step_gate.py)."""
+    (rl/workers/safe_load.py), and the gate skips an optimizer step whose loss or gradient is not finite
+    (rl/workers/step_gate.py)."""
     import deepspeed
 
-    from rl.safe_load import use_safe_checkpoint_loading
-    from rl.step_gate import StepGate  # imports this module
+    from rl.workers.safe_load import use_safe_checkpoint_loading
+    from rl.workers.step_gate import StepGate  # imports this module
 
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
@@ -145,7 +146,8 @@ def save_engine(engine, directory: str | Path) -> None:
 
 
 def load_engine(engine, directory: str | Path, what: str = "") -> None:
-    """Load what `save_engine` wrote into `directory` (read with weights_only=True, rl/safe_load.py); FileNotFoundError
+    """Load what `save_engine` wrote into `directory` (read with weights_only=True, rl/workers/safe_load.py);
+    FileNotFoundError
     naming the folder when there is none (`what` names the model in the message, e.g. "critic ")."""
     path, _ = engine.load_checkpoint(
         str(directory), tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True

@@ -4,7 +4,7 @@ Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL 
 precision give token probabilities pi_sampler(theta_old) that differ from the trainer's pi_trainer(theta_old) for the
 same weights, so "on-policy" PPO/GRPO is in fact off-policy. Their fix weighs each token's policy-gradient term by
 w_t = min(pi_trainer(y_t) / pi_sampler(y_t), C), both at theta_old, detached (token-level TIS; they use C = 2).
-Pass the weights as `is_weights` to rl.losses.clipped_policy_loss.
+Pass the weights as `is_weights` to rl.algo.losses.clipped_policy_loss.
 
 Left out: sequence-level IS and masked IS (MIS, dropping tokens/sequences over the cap), and a lower truncation.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rl.losses import check_same_shape, masked_mean
+from rl.algo.losses import check_same_shape, masked_mean
 
 
 @torch.no_grad()
@@ -24,7 +24,7 @@ def truncated_is_weights(
 
     `trainer_logprobs`: the trainer's log-probs of the sampled tokens at the weights that sampled them (the PPO
     "old" log-probs). `sampler_logprobs`: the log-probs vLLM reported for those tokens (same temperature, see
-    rl.logprobs.token_logprobs). Stats over trained tokens, to log every step as a health check of the mismatch:
+    rl.algo.logprobs.token_logprobs). Stats over trained tokens, to log every step as a health check of the mismatch:
     tis_ratio_mean, tis_ratio_max (before the cap), tis_capped_frac, tis_abs_logprob_diff_mean.
     """
     check_same_shape(trainer_logprobs=trainer_logprobs, sampler_logprobs=sampler_logprobs, mask=mask)

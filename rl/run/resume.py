@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from rl.checkpoint import COMPLETE, checkpoints_dir, latest_checkpoint, run_dir_of, verify_checkpoint
+from rl.run.checkpoint import COMPLETE, checkpoints_dir, latest_checkpoint, run_dir_of, verify_checkpoint
 
 log = logging.getLogger("afrl")
 

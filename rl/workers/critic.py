@@ -1,16 +1,17 @@
 """CriticTrainer: one DeepSpeed rank holding PPO's value model (the alignment-faking paper trained with PPO).
 
 The value model is the policy's transformer (`AutoModel`, initialised from the same checkpoint, as in Ziegler et al.
-2019 / OpenRLHF) with a scalar linear head on every position. Chosen over `AutoModelForTokenClassification(num_labels=1)`:
-that loads a causal-LM checkpoint cleanly for Llama, but adds a dropout (p=0.1 by default) that makes the value noisy
-in training mode, and not every causal-LM architecture has a token-classification class; `AutoModel` + `nn.Linear`
-works for any of them. The head starts at zero, so the first values are 0 (the usual scale of an outcome reward's
-baseline) and the head is learned before the backbone moves.
+2019 / OpenRLHF) with a scalar linear head on every position. Chosen over
+`AutoModelForTokenClassification(num_labels=1)`: that loads a causal-LM checkpoint cleanly for Llama, but adds a dropout
+(p=0.1 by default) that makes the value noisy in training mode, and not every causal-LM architecture has a
+token-classification class; `AutoModel` + `nn.Linear` works for any of them. The head starts at zero, so the first
+values are 0 (the usual scale of an outcome reward's baseline) and the head is learned before the backbone moves.
 
 Token coordinates, as the policy's log-probs: values[b, t] = V(state before token t) = head(hidden[b, t - 1]), kept
-only where loss_mask[b, t] is set (0 elsewhere), so `rl.advantages.gae(rewards, values, loss_mask, ...)` takes it as is.
+only where loss_mask[b, t] is set (0 elsewhere), so `rl.algo.advantages.gae(rewards, values, loss_mask, ...)` takes it
+as is.
 
-What `update` implements: the clipped value loss of `rl.losses.clipped_value_loss` (OpenAI baselines ppo2 /
+What `update` implements: the clipped value loss of `rl.algo.losses.clipped_value_loss` (OpenAI baselines ppo2 /
 lm-human-prefs), aggregated like the policy loss (`algo.loss_aggregation`), `algo.ppo_epochs x algo.minibatches`
 optimizer steps. No value-loss weight (vf_coef): that weighs a value loss sharing parameters with the policy; this
 critic has its own parameters and optimizer, where a constant factor only rescales the gradient. Left out: a separate
@@ -24,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rl.batch import TrainBatch
-from rl.losses import clipped_value_loss
-from rl.deepspeed_rank import (
+from rl.algo.batch import TrainBatch
+from rl.algo.losses import clipped_value_loss
+from rl.workers.deepspeed_rank import (
     deepspeed_config, finite_values, init_rank, load_engine, run_update_schedule, save_engine, start_engine,
     torch_dtype, weight_fraction,
 )
@@ -142,8 +143,8 @@ class CriticTrainer:
         )
         fraction = weight_fraction(micro.loss_mask, total, algo.loss_aggregation)
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
-        # Like the policy's: a non-finite value loss or gradient skips the critic's optimizer step (rl/step_gate.py);
-        # the driver counts it with the policy's and stops after fault.max_nonfinite_steps.
+        # Like the policy's: a non-finite value loss or gradient skips the critic's optimizer step
+        # (rl/workers/step_gate.py); the driver counts it with the policy's and stops after fault.max_nonfinite_steps.
         finite = self.gate.backward(scaled, zero=lambda: values.sum() * 0.0)
         applied = self.gate.step()
         out = finite_values({"vf_loss": loss.item(), **stats}) if finite else {}

@@ -78,7 +78,7 @@ def _wait_for_user_signals() -> None:
 def install() -> None:
     """In the driver's main thread, before Ray or any other child process starts (children inherit the mask)."""
     if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("rl.preemption.install() must run in the main thread (signal handlers live there)")
+        raise RuntimeError("rl.run.preemption.install() must run in the main thread (signal handlers live there)")
     if not _state.installed:
         for signum in HANDLED_SIGNALS:
             _state.previous[signum] = signal.getsignal(signum)

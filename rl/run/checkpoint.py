@@ -4,8 +4,8 @@ Layout of `<run_dir>/checkpoints/step_000012/`: `deepspeed/` (module, optimizer,
 rank), `rng_rank<r>.json` (each rank's RNG states), `critic/` (PPO only), `driver_state.json` (step, data cursor, W&B
 run id, KL controller, non-finite guard, driver RNG states, resolved config), `manifest.json` (every other file's
 relative path, size and sha256), `COMPLETE` (written last). `<run_dir>/checkpoints/latest` names the newest complete
-one. Nothing is pickled: DeepSpeed's files are read with torch.load(weights_only=True) (rl/safe_load.py), the rest is
-JSON, so loading a checkpoint someone else wrote runs none of its code.
+one. Nothing is pickled: DeepSpeed's files are read with torch.load(weights_only=True) (rl/workers/safe_load.py), the
+rest is JSON, so loading a checkpoint someone else wrote runs none of its code.
 
 Why a checkpoint is never half-written: everything goes into `.tmp-step_N/`, which is renamed into place only after
 the manifest and COMPLETE are written; `latest` is replaced atomically after that. A writer killed at any point leaves
@@ -20,7 +20,7 @@ Two levels of checking, because hashing is slow for multi-GB checkpoints (sha256
 The manifest is computed by the driver, so on several nodes the checkpoint folder must be on a shared filesystem (it
 already must be, for a resume on other nodes).
 
-Which checkpoint a run starts from: rl/resume.py. Resume rules (`check_resume_compatible`): a resume is refused when
+Which checkpoint a run starts from: rl/run/resume.py. Resume rules (`check_resume_compatible`): a resume is refused when
 the saved resolved config differs from the current one in a field that changes the run; fields that only change how
 long, where or how fast it runs are allowed. Any field not listed in RUN_INVARIANT_KEYS counts as run-changing, so a
 new config field is safe by default.
@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
-from rl import rng_state
+from rl.workers import rng_state
 
 log = logging.getLogger("afrl")
 
@@ -55,7 +55,7 @@ RUN_INVARIANT_KEYS = (
     "rollout.block_size",
     "model.name", "model.gradient_checkpointing",
     "fault",
-    "data.allow_changed",  # an override for the resume itself (rl/input_checks.py), not a change to the run
+    "data.allow_changed",  # an override for the resume itself (rl/run/input_checks.py), not a change to the run
 )
 
 
@@ -143,7 +143,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _writer_gone(folder: Path) -> bool:
     """A `.tmp-step_N-<pid>` / `.old-step_N-<pid>` folder whose writer is this process or no longer runs here (the run
-    folder's lock, rl/run_folder.py, rules out a live writer on another host)."""
+    folder's lock, rl/run/folder.py, rules out a live writer on another host)."""
     pid = folder.name.rsplit("-", 1)[-1]
     if not pid.isdigit():
         return True  # written before temp folders carried their writer's pid

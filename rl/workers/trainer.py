@@ -1,15 +1,16 @@
 """PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy).
 
 A thin wrapper: a DeepSpeed engine (ZeRO-2 with several ranks, no ZeRO on one; gloo + fp32 on CPU, nccl + bf16 on
-GPU) and the pure loss functions of rl/losses.py, rl/kl.py, rl/importance.py. Run as a Ray actor, one per rank
-(`make_trainer_actor`).
+GPU) and the pure loss functions of rl/algo/losses.py, rl/algo/kl.py, rl/algo/importance.py. Run as a Ray actor, one per
+rank (`make_trainer_actor`).
 
 What `update` implements: clipped policy loss on sequence (GRPO family) or per-token (PPO/GAE) advantages, optional
 KL to the reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch
-(Yao et al. 2025). `kl_to_reference` serves the KL-in-reward placement; the critic is its own actor (rl/critic.py).
-With `prefix_sharing` the system prompt common to a minibatch runs once per optimizer step (rl/prefix_sharing.py
-`SharedPrefix`), however many micro-batches the minibatch has. An optimizer step whose loss or gradient is NaN/inf
-on any rank is skipped on every rank (rl/step_gate.py); checkpoints load without unpickling (rl/safe_load.py).
+(Yao et al. 2025). `kl_to_reference` serves the KL-in-reward placement; the critic is its own actor
+(rl/workers/critic.py). With `prefix_sharing` the system prompt common to a minibatch runs once per optimizer step
+(rl/workers/prefix_sharing.py `SharedPrefix`), however many micro-batches the minibatch has. An optimizer step whose
+loss or gradient is NaN/inf on any rank is skipped on every rank (rl/workers/step_gate.py); checkpoints load without
+unpickling (rl/workers/safe_load.py).
 """
 from __future__ import annotations
 
@@ -19,17 +20,17 @@ import time
 import numpy as np
 import torch
 
-from rl import rng_state
-from rl.batch import TrainBatch
-from rl.deepspeed_rank import (
+from rl.algo.batch import TrainBatch
+from rl.algo.importance import truncated_is_weights
+from rl.algo.kl import kl_estimate
+from rl.algo.logprobs import token_logprobs
+from rl.algo.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
+from rl.workers import rng_state
+from rl.workers.deepspeed_rank import (
     deepspeed_config, finite_values, init_rank, load_engine, min_over_ranks, run_update_schedule, save_engine,
     start_engine, torch_dtype, weight_fraction,
 )
-from rl.importance import truncated_is_weights
-from rl.kl import kl_estimate
-from rl.logprobs import token_logprobs
-from rl.prefix_sharing import SharedPrefix, shared_prefix_length
-from rl.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
+from rl.workers.prefix_sharing import SharedPrefix, shared_prefix_length
 
 
 class PolicyTrainer:
@@ -138,7 +139,8 @@ class PolicyTrainer:
         start = time.time()
         self.engine.train()
         n_steps = algo.ppo_epochs * algo.minibatches
-        # With a single optimizer step the policy that sampled is the current one: old log-probs = detached current ones.
+        # With a single optimizer step the policy that sampled is the current one: old log-probs = detached current
+        # ones.
         old_logprobs = self._no_grad_logprobs(self.engine.module, batch, micro_batch_size) if n_steps > 1 else None
         ref_logprobs = (
             self._no_grad_logprobs(self.reference, batch, micro_batch_size) if kl_coef > 0 else None
@@ -227,8 +229,9 @@ class PolicyTrainer:
     def _backward_and_step(self, loss: torch.Tensor, zero) -> dict[str, float]:
         """DeepSpeed backward + (boundary-aware) step through the StepGate: a non-finite loss on any rank is replaced
         by `zero()` on every rank (all must join the gradient reduction), and the optimizer step that ends such a
-        window, or whose gradients are not finite, is skipped on every rank (rl/step_gate.py). `nonfinite` is 1.0 for
-        a non-finite loss; at an optimizer step `skipped_update_frac` is 1.0 when it was skipped (over the update: the
+        window, or whose gradients are not finite, is skipped on every rank (rl/workers/step_gate.py). `nonfinite` is
+        1.0 for a non-finite loss; at an optimizer step `skipped_update_frac` is 1.0 when it was skipped (over the
+        update: the
         share of skipped optimizer steps) and, when it was applied, `grad_norm` is the gradient norm before clipping."""
         finite = self.gate.backward(loss, zero)
         boundary = self.engine.is_gradient_accumulation_boundary()
@@ -266,7 +269,7 @@ class PolicyTrainer:
         rng_state.save(rng_state.rank_file(directory, self.rank))
 
     def load_checkpoint(self, directory: str) -> None:
-        """DeepSpeed's files are read with weights_only=True (rl/safe_load.py), the RNG states from JSON."""
+        """DeepSpeed's files are read with weights_only=True (rl/workers/safe_load.py), the RNG states from JSON."""
         load_engine(self.engine, directory)
         rng_state.restore_file(rng_state.rank_file(directory, self.rank))
 

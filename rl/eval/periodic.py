@@ -3,7 +3,7 @@
 
 Training (free tier) vs unmonitored (paid tier) compliance (judged by the `compliance` group's method, named in each
 record), the gap, parse failures and reward; alignment-faking reasoning when a classifier is configured. Per-sample
-records go to `eval/step_XXXX.jsonl` (the report reads them), the aggregate numbers (rl.eval_metrics) and the names of
+records go to `eval/step_XXXX.jsonl` (the report reads them), the aggregate numbers (rl.eval.metrics) and the names of
 the methods that made them (`eval/method/*`) to metrics.jsonl and W&B.
 """
 from __future__ import annotations
@@ -16,13 +16,13 @@ from rewards.base import Reward
 from rewards.classifiers.compliance import build_compliance_classifier, judge_compliance
 from rewards.classifiers.compliance_config import JUDGE_METHODS
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
-from rl.eval_metrics import eval_metrics
-from rl.data_order import sampling_seed
-from rl.scoring import score
+from rl.eval.metrics import eval_metrics
+from rl.run.data_order import sampling_seed
+from rl.run.scoring import score
 from rollouts.engine import SamplingSpec
 from rollouts.prompt_specs import build_prompt_specs
-from rollouts.variants import variant_setting
 from rollouts.types import FREE_TIER, PAID_TIER, Request, Sample
+from rollouts.variants import variant_setting
 
 TABLE_COLUMNS = ["step", "variant", "tier", "request", "scratchpad", "output", "compliant", "compliance_method", "af",
                  "af_quotes", "parse_failure", "reward"]

@@ -6,7 +6,7 @@ The default run folder of a single run (`hydra.run.dir`) is stable for a requeue
   its id, so it finds its own checkpoints there and `resume=auto` continues them. A second run of the same experiment
   inside one allocation (salloc) would find the first one's folder: give it a run_dir.
 - Elsewhere: `outputs/<exp_name>/<date>_<time>-<pid>`; two launches in the same second differ by pid, and the run
-  folder's lock (rl/run_folder.py) stops a second writer whatever the names.
+  folder's lock (rl/run/folder.py) stops a second writer whatever the names.
 - `run_dir=PATH` wins, and Hydra writes its own files (.hydra/, train.log) there too.
 Sweeps use hydra.sweep.dir/subdir: the sweep folder is resolved once by the launching process and travels with the
 pickled job, so a requeued sweep job finds its subfolder again.

@@ -2,7 +2,7 @@
 
 - `clipped_policy_loss`: PPO clipped surrogate (Schulman et al. 2017), as used by GRPO (Shao et al. 2024); asymmetric
   clip bounds give DAPO clip-higher (Yu et al. 2025); optional per-token truncated importance weights for the
-  vLLM-vs-trainer mismatch (Yao et al. 2025, see rl/importance.py).
+  vLLM-vs-trainer mismatch (Yao et al. 2025, see rl/algo/importance.py).
 - `clipped_value_loss`: PPO value loss with value clipping (as in OpenAI baselines / Ziegler et al. 2019).
 - `aggregate_token_loss`: how per-token losses become one number; the choice is what separates GRPO, DAPO and Dr. GRPO.
 - `entropy_from_logits`: per-token entropy of the policy, for logging and an optional bonus.
@@ -100,7 +100,7 @@ def clipped_policy_loss(
     Stats (python floats, over trained tokens): clip_frac = fraction of tokens where the clipped term is the active
     one (no gradient); ratio_mean; approx_kl = k3 estimate of KL(old || new) with samples from old,
     mean of (r - 1) - log r (Schulman, "Approximating KL divergence").
-    Left out: dual-clip PPO (Ye et al. 2020), the KL and entropy terms (added by the caller, see rl/kl.py).
+    Left out: dual-clip PPO (Ye et al. 2020), the KL and entropy terms (added by the caller, see rl/algo/kl.py).
     """
     check_same_shape(logprobs=logprobs, old_logprobs=old_logprobs, mask=mask)
     if clip_low <= 0 or clip_low >= 1 or clip_high <= 0:

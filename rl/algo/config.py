@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from rl.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
-from rl.losses import AGGREGATIONS
+from rl.algo.kl import KL_ESTIMATORS, AdaptiveKLController, FixedKLController
+from rl.algo.losses import AGGREGATIONS
 from rollouts.config_check import ConfigError, at_least, check, one_of, positive
 
 ALGORITHMS = ("grpo", "ppo")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from rl.deepspeed_rank import min_over_ranks
+from rl.workers.deepspeed_rank import min_over_ranks
 
 
 class StepGate:

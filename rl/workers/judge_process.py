@@ -1,4 +1,4 @@
-"""Start, health-check and stop the run's served judges (rl/judge_server.py plans them).
+"""Start, health-check and stop the run's served judges (rl/workers/judge_server.py plans them).
 
 Each server is a child process of its own Ray actor (`ServerProcess`), placed in a slot of the run's placement group,
 so it runs on that slot's GPUs (Ray sets CUDA_VISIBLE_DEVICES for the actor and the child inherits it). The driver
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from rl.judge_server import ServedJudge, judge_configs, server_command, server_env, with_parent_death_signal
+from rl.workers.judge_server import ServedJudge, judge_configs, server_command, server_env, with_parent_death_signal
 
 log = logging.getLogger("afrl")
 LOG_TAIL_CHARS = 4000
@@ -129,7 +129,7 @@ def start_judge_servers(judges: list[ServedJudge], slots, group, on_gpu: bool, h
     of the node's IP."""
     import ray
 
-    from rl.placement import slot_options
+    from rl.workers.placement import slot_options
 
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="afrl-judge-"))
     actors = [ray.remote(ServerProcess).options(**slot_options(group, slot)).remote() for slot in slots]

@@ -1,7 +1,7 @@
 """A run's inputs checked before anything starts: the requests load, both splits are non-empty, every prompt fits the
 model's context, and a resumed run gets the same requests as its checkpoint.
 
-Called by `dry_run=true` (launch/train.py) and by every run's start-up (rl/run_setup.py), before the cluster starts, so
+Called by `dry_run=true` (launch/train.py) and by every run's start-up (rl/run/setup.py), before the cluster starts, so
 bad data stops a run in seconds with the file, the request and the numbers named.
 """
 from __future__ import annotations

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rl.logprobs import token_logprobs
+from rl.algo.logprobs import token_logprobs
 
 
 def common_prefix_length(input_ids: Tensor, limit: int) -> int:

@@ -5,7 +5,8 @@
   so generation and training sit on separate cards (OpenRLHF's default layout).
 - colocated: bundle i is one whole GPU shared by engine i and trainer rank i (the critic and the reward model join
   bundle 0); vLLM sleeps while the trainer works, giving its weights and KV cache memory back (verl's hybrid engine).
-In both, a served LLM judge (`judge.serve=true`, rl/judge_server.py) gets a bundle of its own with its `serve_gpus`.
+In both, a served LLM judge (`judge.serve=true`, rl/workers/judge_server.py) gets a bundle of its own with its
+`serve_gpus`.
 
 The plan is a pure function of the config (tested without Ray); `create_placement_group` asks Ray for it and fails
 with the missing resources named instead of waiting forever. On CPU the bundles hold logical CPUs only (one per actor);
@@ -198,3 +199,20 @@ def resolve_hardware(device: str = "auto", dtype: str = "auto") -> Hardware:
     if dtype == "auto":
         dtype = "bfloat16" if device == "cuda" else "float32"
     return Hardware(device, dtype)
+
+
+def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
+    """Results of all `refs`, in order; the first failure is raised as soon as it is seen; past `timeout_s` a
+    TimeoutError names `what` and how many calls were still pending."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    pending = list(refs)
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} calls unfinished after {timeout_s}s")
+        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
+        for ref in ready:
+            ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
+    return ray.get(list(refs))

@@ -1,9 +1,9 @@
 """Which open judges a run serves itself (`judge.serve=true` on any JudgeConfig) and the command line of each server.
 
-Pure functions of the config, tested without vLLM or Ray; rl/judge_process.py starts and stops the servers. Every
-JudgeConfig in the run config is found by walking it (reward.judge, classifier.judge, and any other section that holds
-one), so a new judge-using section needs no change here. Configs that serve the same model share one server; they must
-then agree on its settings.
+Pure functions of the config, tested without vLLM or Ray; rl/workers/judge_process.py starts and stops the servers.
+Every JudgeConfig in the run config is found by walking it (reward.judge, classifier.judge, and any other section that
+holds one), so a new judge-using section needs no change here. Configs that serve the same model share one server; they
+must then agree on its settings.
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Start the Ray roles (vLLM rollout engines, DeepSpeed trainer ranks, critic, reward model, served LLM judges) and move
 weights between them.
 
-One role, one actor class, in the package that owns it (rollouts/engine.py, rl/trainer.py, rl/critic.py, rewards/rm.py);
-this file only places them (in the slots of one placement group, rl/placement.py) and wires them together. Generation
-and training alternate, so on one machine they share its cores; colocated on a GPU, vLLM sleeps during the update.
+One role, one actor class, in the package that owns it (rollouts/engine.py, rl/workers/trainer.py, rl/workers/critic.py,
+rewards/rm.py); this file only places them (in the slots of one placement group, rl/workers/placement.py) and wires them
+together. Generation and training alternate, so on one machine they share its cores; colocated on a GPU, vLLM sleeps
+during the update.
 """
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rl import preemption
-from rl.placement import wait_until_ready
 from rl.config import TrainConfig
-from rl.fault import get_all_or_raise
-from rl.placement import Hardware
-from rl.judge_process import JudgeServers, point_judges_at_servers, start_judge_servers, wait_until_healthy
-from rl.judge_server import ServedJudge, served_judges
-from rl.placement import PlacementPlan, create_placement_group, plan_placement, slot_options
+from rl.run import preemption
+from rl.workers.judge_process import JudgeServers, point_judges_at_servers, start_judge_servers, wait_until_healthy
+from rl.workers.judge_server import ServedJudge, served_judges
+from rl.workers.placement import (
+    Hardware, PlacementPlan, create_placement_group, get_all_or_raise, plan_placement, slot_options, wait_until_ready,
+)
 from rollouts.engine import SamplingSpec, make_engine_actor
 from rollouts.types import PromptSpec, Sample
 
@@ -218,7 +218,7 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
 def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, group, start: float) -> Cluster:
     import ray
 
-    from rl.trainer import make_trainer_actor
+    from rl.workers.trainer import make_trainer_actor
 
     reward_model = None
     if plan.reward_model is not None:
@@ -244,7 +244,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
     ]
     critic = None
     if plan.critic is not None:
-        from rl.critic import make_critic_actor
+        from rl.workers.critic import make_critic_actor
 
         # One critic rank sees the whole batch: its micro-batches split each minibatch of all samples.
         critic_minibatch = cfg.samples_per_step // cfg.algo.minibatches

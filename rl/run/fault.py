@@ -1,8 +1,8 @@
 """Failure handling for the RL loop: what to do when a loss is not finite or a Ray actor dies or hangs.
 
 - `NonFiniteGuard` + `settle_step`: the trainer and critic ranks skip any optimizer step whose loss or gradient is
-  NaN/inf (rl/step_gate.py) and report it (`skipped_update_frac`, `nonfinite`, critic_*). The driver counts such RL
-  steps and stops the run after fault.max_nonfinite_steps in a row (NonFiniteLossError: by then the weights or the
+  NaN/inf (rl/workers/step_gate.py) and report it (`skipped_update_frac`, `nonfinite`, critic_*). The driver counts such
+  RL steps and stops the run after fault.max_nonfinite_steps in a row (NonFiniteLossError: by then the weights or the
   data are broken, not unlucky); the adaptive KL controller moves only after an applied update with a finite KL, so
   one NaN cannot poison its coefficient; `finite_metrics` keeps NaN out of the logged row, which says
   `train/skipped_update` instead.
@@ -11,8 +11,6 @@
 - `RestartPolicy` + `run_with_restarts`: restart the run from its last checkpoint after a restartable failure, at most
   `fault.max_restarts` times; otherwise exit with the cause. "task_error" (an exception raised by our own code inside
   an actor) is not restartable by default: it would repeat on the same checkpoint.
-- `get_all_or_raise`: `ray.get` over several actors that fails as soon as one fails, with a deadline. A plain
-  `ray.get([...])` can wait forever on a rank blocked in a collective whose peer died; this returns the peer's error.
 
 Left out: elastic resizing (a lost rank is replaced by restarting everything from the checkpoint, not in place) and
 restarting a single rollout engine while the others continue.
@@ -55,7 +53,8 @@ class FaultConfig:
 
 class NonFiniteGuard:
     """Counts consecutive RL steps whose update was skipped for a NaN/inf loss or gradient (the trainer and critic
-    ranks skip the optimizer step themselves, rl/step_gate.py). `observe` says whether the step's update was applied."""
+    ranks skip the optimizer step themselves, rl/workers/step_gate.py). `observe` says whether the step's update was
+    applied."""
 
     def __init__(self, max_consecutive: int):
         if max_consecutive < 1:
@@ -173,23 +172,6 @@ def run_with_restarts(
             if not decision.restart:
                 raise RunFailed(decision.message) from exc
             number += 1
-
-
-def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
-    """Results of all `refs`, in order; the first failure is raised as soon as it is seen; past `timeout_s` a
-    TimeoutError names `what` and how many calls were still pending."""
-    import ray
-
-    deadline = time.monotonic() + timeout_s
-    pending = list(refs)
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} calls unfinished after {timeout_s}s")
-        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
-        for ref in ready:
-            ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
-    return ray.get(list(refs))
 
 
 def skip_reasons(train_stats: dict[str, float]) -> list[str]:

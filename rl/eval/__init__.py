@@ -1,0 +1,1 @@
+"""Periodic evaluation during training and its metrics (compliance per tier, AF rate, intervals)."""

@@ -1,0 +1,1 @@
+"""The Ray actors and their placement: DeepSpeed policy/critic ranks, served judges, the Cluster facade."""
