@@ -62,6 +62,6 @@ def rm_input_ids(tokenizer, request: str, output: str) -> list[int]:
 
     No special tokens are added because a chat template writes its own (adding BOS again would double it); TRL 1.16
     tokenizes conversational pairs the same way (`apply_chat_template(tokenize=True)`). For tokenizers without a
-    template, `rewards/rm_training.py` hands TRL these ids directly. `tests/test_train_rm.py` checks TRL agrees.
+    template, `rewards/rm_training.py` hands TRL these ids directly. `tests/rewards/test_train_rm.py` checks TRL agrees.
     """
     return tokenizer(render_for_rm(tokenizer, request, output), add_special_tokens=False)["input_ids"]

@@ -5,7 +5,7 @@ instead of a custom attention kernel: the samples of one GRPO group (and, in afr
 long system prompt is identical across requests) share a prefix. A plain forward recomputes that prefix once per
 sample; here it is run once (batch 1), and one forward of the suffixes, laid end to end after it with a block mask
 and explicit position ids, attends to its keys/values. Autograd flows through the cached keys and
-values back into the prefix forward, so the gradients equal those of the plain forward (tests/test_prefix_sharing.py
+values back into the prefix forward, so the gradients equal those of the plain forward (tests/workers/test_prefix_sharing.py
 checks log-probs and gradients to 1e-5 in fp32).
 
 Two levels of sharing:

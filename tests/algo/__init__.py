@@ -1,0 +1,1 @@
+"""Tests of the algorithm math (pure functions, no Ray)."""

@@ -1,0 +1,1 @@
+"""Tests of the periodic eval, its metrics and the report."""

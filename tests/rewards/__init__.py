@@ -1,0 +1,1 @@
+"""Tests of rewards, judges, AF classifiers and compliance methods."""

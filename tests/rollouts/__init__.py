@@ -1,0 +1,1 @@
+"""Tests of prompts, chat, datasets, parsing, the organism and the vLLM engine."""

@@ -1,0 +1,1 @@
+"""Tests of the run: the loop's pieces, config, checkpoints, resume, preemption, faults, whole training runs."""

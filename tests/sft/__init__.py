@@ -1,0 +1,1 @@
+"""Tests of SFT (the planted organism, synthetic documents)."""

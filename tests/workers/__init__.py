@@ -1,0 +1,1 @@
+"""Tests of the Ray actors: DeepSpeed ranks, placement, served judges."""
