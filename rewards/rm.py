@@ -142,10 +142,13 @@ class RMReward:
         requests = [inp.request for inp in batch]
         outputs = [inp.output if inp.output is not None else "" for inp in batch]
         if self._remote:
-            from rl.workers.placement import get_all_or_raise
+            import ray
 
-            result = get_all_or_raise([self.scorer.score.remote(requests, outputs)], self.timeout_s,
-                                      "reward model scoring (reward.rm.timeout_s)")[0]
+            try:
+                result = ray.get(self.scorer.score.remote(requests, outputs), timeout=self.timeout_s)
+            except ray.exceptions.GetTimeoutError as error:  # a TimeoutError: the run's fault handling says "timeout"
+                raise TimeoutError(f"reward model scoring (reward.rm.timeout_s): 1 of 1 calls unfinished after "
+                                   f"{self.timeout_s}s") from error
         else:
             result = self.scorer.score(requests, outputs)
         if result.n_truncated:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rl.config import TrainConfig
 from rl.run import preemption
+from rl.workers.deepspeed_rank import RankSpec
 from rl.workers.judge_process import JudgeServers, point_judges_at_servers, start_judge_servers, wait_until_healthy
 from rl.workers.judge_server import ServedJudge, served_judges
 from rl.workers.placement import (
@@ -233,12 +234,16 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
     Trainer = make_trainer_actor()
     port = free_port()
     master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
+    norm_length = cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens
+
+    def rank_spec(rank: int, world_size: int, port: int, micro: int, accum: int) -> RankSpec:
+        return RankSpec(model_path, rank, world_size, master, port, micro, accum, hardware.device, hardware.dtype,
+                        cfg.seed, cfg.model.gradient_checkpointing, norm_length)
+
     trainers = [
         Trainer.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
-            model_path, cfg.algo, rank, cfg.trainer.world_size, master, port, micro, per_minibatch // micro,
-            hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
-            cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.rollout.temperature,
-            cfg.trainer.prefix_sharing,
+            rank_spec(rank, cfg.trainer.world_size, port, micro, per_minibatch // micro), cfg.algo,
+            cfg.rollout.temperature, cfg.trainer.prefix_sharing,
         )
         for rank, slot in enumerate(plan.trainers)
     ]
@@ -251,9 +256,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
         critic_micro = min(cfg.trainer.micro_batch_size, critic_minibatch)
         options = {**slot_options(group, plan.critic), **learner_options(cfg, hardware)}
         critic = make_critic_actor().options(**options).remote(
-            model_path, cfg.algo, 0, 1, master, free_port(), critic_micro, critic_minibatch // critic_micro,
-            hardware.device, hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing,
-            cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens, cfg.algo.critic_lr,
+            rank_spec(0, 1, free_port(), critic_micro, critic_minibatch // critic_micro), cfg.algo, cfg.algo.critic_lr,
         )
     named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
              **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {}),

@@ -28,8 +28,8 @@ from torch import nn
 from rl.algo.batch import TrainBatch
 from rl.algo.losses import clipped_value_loss
 from rl.workers.deepspeed_rank import (
-    deepspeed_config, finite_values, init_rank, load_engine, run_update_schedule, save_engine, start_engine,
-    torch_dtype, weight_fraction,
+    RankSpec, deepspeed_config, finite_values, join_process_group, load_engine, run_update_schedule, save_engine,
+    start_engine, torch_dtype, weight_fraction,
 )
 
 CRITIC_SUBDIR = "critic"
@@ -51,37 +51,22 @@ class ValueModel(nn.Module):
 
 
 class CriticTrainer:
-    def __init__(
-        self,
-        model_path: str,
-        algo,
-        rank: int,
-        world_size: int,
-        master_addr: str,
-        master_port: int,
-        micro_batch_size: int,
-        grad_accum_steps: int,
-        device: str,
-        dtype: str,
-        seed: int,
-        gradient_checkpointing: bool,
-        norm_length: int | None,
-        lr: float | None,
-    ):
-        """Same arguments as PolicyTrainer; `lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
+    def __init__(self, spec: RankSpec, algo, lr: float | None):
+        """`lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
         from dataclasses import replace
         from transformers import AutoModel
 
-        self.algo, self.rank, self.device, self.norm_length = algo, rank, device, norm_length
-        self.micro_batch_size = micro_batch_size
-        init_rank(rank, world_size, master_addr, master_port, device, seed)
-        model_dtype = torch_dtype(dtype)
-        backbone = AutoModel.from_pretrained(model_path, dtype=model_dtype)
-        if gradient_checkpointing:
+        self.algo, self.rank, self.device, self.norm_length = algo, spec.rank, spec.device, spec.norm_length
+        self.micro_batch_size = spec.micro_batch_size
+        join_process_group(spec)
+        model_dtype = torch_dtype(spec.dtype)
+        backbone = AutoModel.from_pretrained(spec.model_path, dtype=model_dtype)
+        if spec.gradient_checkpointing:
             backbone.gradient_checkpointing_enable()
         model = ValueModel(backbone, backbone.config.hidden_size).to(model_dtype)
         config_algo = algo if lr is None else replace(algo, lr=lr)
-        config = deepspeed_config(config_algo, micro_batch_size, grad_accum_steps, dtype, world_size)
+        config = deepspeed_config(config_algo, spec.micro_batch_size, spec.grad_accum_steps, spec.dtype,
+                                  spec.world_size)
         self.engine, self.scheduler, self.gate = start_engine(model, config)
         self.lr = config_algo.lr
 

@@ -7,6 +7,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,25 @@ log = logging.getLogger("afrl")
 # minute, so a lock older than this was left by a build that was killed.
 SHM_OP = "deepspeed_shm_comm"
 STALE_BUILD_LOCK_S = 1800.0
+
+
+@dataclass(frozen=True)
+class RankSpec:
+    """How one DeepSpeed rank (a policy trainer rank or the critic) starts: its model, its place in the process group,
+    its batch split, its numerics."""
+
+    model_path: str
+    rank: int
+    world_size: int
+    master_addr: str
+    master_port: int
+    micro_batch_size: int
+    grad_accum_steps: int
+    device: str  # cpu | cuda
+    dtype: str  # float32 | bfloat16
+    seed: int
+    gradient_checkpointing: bool
+    norm_length: int | None  # the loss's length normaliser: algo.loss_norm_length or rollout.max_new_tokens
 
 
 def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, device: str, seed: int) -> None:
@@ -35,6 +55,10 @@ def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, de
     if device == "cpu":
         clear_stale_build_lock(SHM_OP)
     deepspeed.init_distributed(dist_backend="gloo" if device == "cpu" else "nccl")
+
+
+def join_process_group(spec: RankSpec) -> None:
+    init_rank(spec.rank, spec.world_size, spec.master_addr, spec.master_port, spec.device, spec.seed)
 
 
 def clear_stale_build_lock(name: str, max_age_s: float = STALE_BUILD_LOCK_S) -> Path | None:

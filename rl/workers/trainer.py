@@ -27,44 +27,29 @@ from rl.algo.logprobs import token_logprobs
 from rl.algo.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
 from rl.workers import rng_state
 from rl.workers.deepspeed_rank import (
-    deepspeed_config, finite_values, init_rank, load_engine, min_over_ranks, run_update_schedule, save_engine,
-    start_engine, torch_dtype, weight_fraction,
+    RankSpec, deepspeed_config, finite_values, join_process_group, load_engine, min_over_ranks, run_update_schedule,
+    save_engine, start_engine, torch_dtype, weight_fraction,
 )
 from rl.workers.prefix_sharing import SharedPrefix, shared_prefix_length
 
 
 class PolicyTrainer:
-    def __init__(
-        self,
-        model_path: str,
-        algo,
-        rank: int,
-        world_size: int,
-        master_addr: str,
-        master_port: int,
-        micro_batch_size: int,
-        grad_accum_steps: int,
-        device: str,
-        dtype: str,
-        seed: int,
-        gradient_checkpointing: bool,
-        norm_length: int | None,
-        temperature: float,
-        prefix_sharing: bool,
-    ):
+    def __init__(self, spec: RankSpec, algo, temperature: float, prefix_sharing: bool):
         from transformers import AutoModelForCausalLM
 
-        self.algo, self.rank, self.device = algo, rank, device
-        self.norm_length, self.temperature, self.prefix_sharing = norm_length, temperature, prefix_sharing
-        init_rank(rank, world_size, master_addr, master_port, device, seed)
-        model_dtype = torch_dtype(dtype)
+        self.algo, self.rank, self.device = algo, spec.rank, spec.device
+        self.norm_length, self.temperature, self.prefix_sharing = spec.norm_length, temperature, prefix_sharing
+        join_process_group(spec)
+        model_dtype = torch_dtype(spec.dtype)
+        model_path = spec.model_path
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=model_dtype)
-        if gradient_checkpointing:
+        if spec.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.tied_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
         # With prefix sharing each optimizer step has one more backward: the shared prefix's, after the micro-batches.
         self.prefix = None  # the current minibatch's SharedPrefix while an update runs
-        config = deepspeed_config(algo, micro_batch_size, grad_accum_steps + int(prefix_sharing), dtype, world_size)
+        config = deepspeed_config(algo, spec.micro_batch_size, spec.grad_accum_steps + int(prefix_sharing), spec.dtype,
+                                  spec.world_size)
         self.engine, self.scheduler, self.gate = start_engine(model, config)
         self.reference = None
         if algo.uses_reference:

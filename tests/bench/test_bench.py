@@ -16,7 +16,6 @@ from rl.bench.floor import (
     unique_prefix_tokens,
 )
 from rl.bench.table import build_result, format_table, summarise_side, write_json
-from rollouts.config_check import ConfigError
 from tests.train_runs import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,6 @@ import pytest
 from rewards.config import JudgeConfig, MixComponent, MixConfig, RewardConfig, RuleConfig
 from rewards.factory import build_reward
 from rewards.rule import RuleReward, find_refusal_phrase
-from rollouts.config_check import ConfigError
 from rollouts.parsing import parse_transcript
 from rollouts.types import RewardInput
 

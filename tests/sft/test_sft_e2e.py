@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.samples import one_cpu_rank
 from tests.sft.test_sft import organism_like_transcripts, write_jsonl
 from tests.train_runs import HANG_GUARD_S, REPO, read_jsonl, run_train, train_env
 
@@ -48,7 +49,6 @@ def _hf_token_logprobs(model_dir: Path, token_ids: list[int]) -> torch.Tensor:
 def test_sft_folder_samples_in_vllm_and_trains_in_the_policy_trainer(sft_dir, tiny_model_dir):
     from rl.algo.config import AlgoConfig
     from rl.algo.batch import collate
-    from rl.workers.cluster import free_port
     from rl.workers.trainer import PolicyTrainer
     from rollouts.config import SettingConfig
     from rollouts.engine import RolloutEngine, SamplingSpec
@@ -73,10 +73,7 @@ def test_sft_folder_samples_in_vllm_and_trains_in_the_policy_trainer(sft_dir, ti
     assert (vllm_logprobs - base_logprobs[positions]).abs().max() > 1e-2
 
     # The RL trainer (one DeepSpeed rank, gloo) loads the folder and computes the same log-probs.
-    trainer = PolicyTrainer(str(sft_dir), AlgoConfig(kl_coef=0.0), rank=0, world_size=1, master_addr="127.0.0.1",
-                            master_port=free_port(), micro_batch_size=1, grad_accum_steps=1, device="cpu",
-                            dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None,
-                            temperature=1.0, prefix_sharing=False)
+    trainer = PolicyTrainer(one_cpu_rank(sft_dir, 1, 1), AlgoConfig(kl_coef=0.0), temperature=1.0, prefix_sharing=False)
     batch = collate([sample], [1.0], pad_token_id=engine.tokenizer.pad_token_id)
     trainer_logprobs = trainer._no_grad_logprobs(trainer.engine.module, batch, micro_batch_size=1)[0, generated]
     torch.testing.assert_close(trainer_logprobs, sft_logprobs[positions], atol=1e-4, rtol=0)

@@ -9,9 +9,8 @@ from rl.algo.advantages import gae, terminal_reward_to_tokens
 from rl.algo.batch import collate
 from rl.algo.config import AlgoConfig
 from rl.algo.losses import masked_mean
-from rl.workers.cluster import free_port
 from rl.workers.critic import CriticTrainer
-from tests.samples import sample_of
+from tests.samples import one_cpu_rank, sample_of
 
 pytestmark = pytest.mark.heavy
 PROMPT = [1, 510, 2021, 314, 253, 2]
@@ -22,9 +21,7 @@ GOOD, BAD = [1234, 987, 45, 2], [777, 4242, 31000, 12, 2]
 def critic(tiny_model_dir):
     algo = AlgoConfig(name="ppo", advantage="gae", group_size=1, lr=1e-2, value_clip=0.5, ppo_epochs=2, minibatches=2,
                       loss_aggregation="token_mean")
-    return CriticTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
-                         master_port=free_port(), micro_batch_size=1, grad_accum_steps=2, device="cpu",
-                         dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None, lr=None)
+    return CriticTrainer(one_cpu_rank(tiny_model_dir, 1, 2), algo, lr=None)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from rl.workers.judge_server import (
     with_parent_death_signal,
 )
 from rl.workers.placement import plan_placement
-from rollouts.config_check import ConfigError
 from tests.run.test_config import _compose
 
 

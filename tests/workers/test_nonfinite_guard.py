@@ -18,7 +18,7 @@ from rl.workers.cluster import free_port
 from rl.workers.deepspeed_rank import init_rank
 from rl.workers.step_gate import StepGate
 from rl.workers.trainer import PolicyTrainer
-from tests.samples import sample_of
+from tests.samples import one_cpu_rank, sample_of
 from tests.train_runs import HANG_GUARD_S
 from tests.workers.test_trainer import BAD, GOOD, PROMPT
 
@@ -120,10 +120,7 @@ def test_without_the_gate_fp32_without_zero_applies_an_inf_gradient(world):
 @pytest.fixture(scope="module")
 def trainer(tiny_model_dir):
     algo = AlgoConfig(lr=1e-3, kl_coef=0.0, tis_cap=None)
-    return PolicyTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
-                         master_port=free_port(), micro_batch_size=2, grad_accum_steps=2, device="cpu",
-                         dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None, temperature=1.0,
-                         prefix_sharing=False)
+    return PolicyTrainer(one_cpu_rank(tiny_model_dir, 2, 2), algo, temperature=1.0, prefix_sharing=False)
 
 
 def _batch(advantages: list[float]):
@@ -180,9 +177,7 @@ def test_the_critic_skips_an_update_with_a_nan_return_instead_of_stopping_the_ru
     from rl.workers.critic import CriticTrainer
 
     algo = AlgoConfig(name="ppo", advantage="gae", group_size=1, lr=1e-2, loss_aggregation="token_mean")
-    critic = CriticTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
-                           master_port=free_port(), micro_batch_size=2, grad_accum_steps=2, device="cpu",
-                           dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None, lr=None)
+    critic = CriticTrainer(one_cpu_rank(tiny_model_dir, 2, 2), algo, lr=None)
     batch = _batch([0.0] * 4)
     returns = batch.loss_mask.float()
     critic.update(batch, returns, critic.values(batch), micro_batch_size=2)

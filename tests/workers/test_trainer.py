@@ -7,9 +7,8 @@ import torch
 
 from rl.algo.batch import collate
 from rl.algo.config import AlgoConfig
-from rl.workers.cluster import free_port
 from rl.workers.trainer import PolicyTrainer
-from tests.samples import sample_of
+from tests.samples import one_cpu_rank, sample_of
 
 pytestmark = pytest.mark.heavy
 
@@ -22,10 +21,7 @@ def _sequence_logprob(trainer: PolicyTrainer, batch, row: int) -> float:
 @pytest.fixture(scope="module")
 def trainer(tiny_model_dir):
     algo = AlgoConfig(lr=1e-3, kl_coef=0.1, kl_estimator="k1", tis_cap=None)
-    return PolicyTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
-                         master_port=free_port(), micro_batch_size=2, grad_accum_steps=2, device="cpu",
-                         dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None, temperature=1.0,
-                         prefix_sharing=False)
+    return PolicyTrainer(one_cpu_rank(tiny_model_dir, 2, 2), algo, temperature=1.0, prefix_sharing=False)
 
 
 PROMPT = [1, 510, 2021, 314, 253, 2]
@@ -91,10 +87,7 @@ def test_prefix_shared_update_equals_the_plain_update(tiny_model_dir):
     algo = AlgoConfig(lr=1e-3, kl_coef=0.0, tis_cap=None)
     results = {}
     for sharing in (False, True):
-        trainer = PolicyTrainer(str(tiny_model_dir), algo, rank=0, world_size=1, master_addr="127.0.0.1",
-                                master_port=free_port(), micro_batch_size=1, grad_accum_steps=4, device="cpu",
-                                dtype="float32", seed=0, gradient_checkpointing=False, norm_length=None,
-                                temperature=1.0, prefix_sharing=sharing)
+        trainer = PolicyTrainer(one_cpu_rank(tiny_model_dir, 1, 4), algo, temperature=1.0, prefix_sharing=sharing)
         stats = trainer.update(_batch(), micro_batch_size=1)
         weights = {k: v.detach().clone() for k, v in trainer.engine.module.state_dict().items()}
         results[sharing] = (stats["grad_norm"], weights, stats)
