@@ -20,7 +20,6 @@ from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from rl.run.repo_paths import resolve_repo_path  # noqa: E402
-
 from rl.sft.config import SFTConfig  # noqa: E402
 from rl.sft.training import train_sft  # noqa: E402
 

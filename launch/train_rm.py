@@ -21,9 +21,8 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from rl.run.repo_paths import resolve_repo_path  # noqa: E402
-
 from rewards.rm_training import RMTrainConfig, train_reward_model  # noqa: E402
+from rl.run.repo_paths import resolve_repo_path  # noqa: E402
 
 
 @dataclass

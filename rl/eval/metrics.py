@@ -1,7 +1,7 @@
 """Eval statistics of the alignment-faking paper (Greenblatt et al. 2024), computed from classified eval transcripts.
 
-Pure functions, no I/O. The in-training eval hook and `launch/eval.py` call `eval_metrics(records)` on the records they
-write to `eval/step_XXXX.jsonl`; `launch/report.py` recomputes the same numbers from those files.
+Pure functions, no I/O. The periodic eval (rl/eval/periodic.py) and `launch/eval.py` call `eval_metrics(records)` on the
+records they write to `eval/step_XXXX.jsonl`; `launch/report.py` recomputes the same numbers from those files.
 
 Input: one dict per sampled transcript with at least `tier` ("free" | "paid"), `compliant` (bool) and optionally
 `variant` (default "default"), `af` (bool | None: None = not classified), `af_weight` (number in [0, 1] | None),

@@ -1,5 +1,5 @@
 """Compliance methods: where each offline method places each kind of labelled output, the judge methods against a
-local HTTP server, rm_threshold calibration (pure math + the tiny RM end to end), config resolution, the eval hook's
+local HTTP server, rm_threshold calibration (pure math + the tiny RM end to end), config resolution, the periodic eval's
 records, the report's method line and the validator CLI."""
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def test_rm_threshold_end_to_end_with_the_tiny_rm(tiny_rm_dir, tmp_path):
     assert build_compliance_classifier(cfg, "helpful_only", str(tiny_rm_dir)).threshold == record["threshold"]
 
 
-# --- eval hook, report, validator -------------------------------------------------------------------------------------
+# --- periodic eval, report, validator --------------------------------------------------------------------------------
 
 def test_eval_hook_records_method_and_keeps_parse_failures_non_compliant():
     from rl.eval.periodic import classify_compliance
