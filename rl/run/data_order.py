@@ -36,6 +36,7 @@ def data_cursor(step: int, per_step: int) -> int:
     return step * per_step
 
 
+# ---- sampling seeds --------------------------------------------------------------------------------------------------
 RUN_STRIDE = 1_000_003  # a prime: runs with nearby seeds get seeds far apart
 # Rollouts and evals of the same step differ by their step stride, so an eval never replays the step's rollouts.
 STEP_STRIDES = {"rollout": 7919, "eval": 1}

@@ -87,6 +87,7 @@ class NonFiniteGuard:
         self.consecutive, self.skipped_total = int(state["consecutive"]), int(state["skipped_total"])
 
 
+# ---- actor failures and restarts -------------------------------------------------------------------------------------
 def classify_actor_failure(exc: BaseException) -> str:
     """One of FAILURE_KINDS for an exception raised by `ray.get` (or by our code around it)."""
     import ray.exceptions as rex
@@ -173,6 +174,7 @@ def run_with_restarts(
             number += 1
 
 
+# ---- the driver's side of the non-finite guard -----------------------------------------------------------------------
 def skip_reasons(train_stats: dict[str, float]) -> list[str]:
     """Why (some of) this step's optimizer updates were skipped, one phrase per learner; empty when none was."""
     reasons = []

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+# ---- the folder's name -----------------------------------------------------------------------------------------------
 RESOLVER = "afrl_run_dir"
 
 
@@ -61,6 +62,7 @@ def register_resolver() -> None:
     OmegaConf.register_new_resolver(RESOLVER, run_dir_default, use_cache=True, replace=True)
 
 
+# ---- one writer: the lock --------------------------------------------------------------------------------------------
 LOCK_NAME = ".lock"
 
 
@@ -115,6 +117,7 @@ def _describe(text: str) -> str:
         return "another process (its lock file holds no readable owner yet)"
 
 
+# ---- train.log -------------------------------------------------------------------------------------------------------
 LOG_NAME = "train.log"
 FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger("afrl")
 
+# ---- the plan and the placement group --------------------------------------------------------------------------------
 PLACEMENTS = ("split", "colocated")
 
 
@@ -158,6 +159,7 @@ def slot_options(group, slot: Slot) -> dict:
 
 
 
+# ---- waiting for actors ----------------------------------------------------------------------------------------------
 def wait_until_ready(named: dict[str, object], timeout_s: float) -> None:
     """`named`: role name -> actor with a `ready()` method. Raises the first actor's failure (its role logged first),
     or TimeoutError naming every actor not ready after `timeout_s`."""
@@ -182,6 +184,24 @@ def wait_until_ready(named: dict[str, object], timeout_s: float) -> None:
             log.info("%s ready after %.0fs", refs[ref], time.monotonic() - start)
 
 
+def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
+    """Results of all `refs`, in order; the first failure is raised as soon as it is seen; past `timeout_s` a
+    TimeoutError names `what` and how many calls were still pending."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    pending = list(refs)
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} calls unfinished after {timeout_s}s")
+        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
+        for ref in ready:
+            ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
+    return ray.get(list(refs))
+
+
+# ---- the device ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Hardware:
     device: str  # cpu | cuda
@@ -199,20 +219,3 @@ def resolve_hardware(device: str = "auto", dtype: str = "auto") -> Hardware:
     if dtype == "auto":
         dtype = "bfloat16" if device == "cuda" else "float32"
     return Hardware(device, dtype)
-
-
-def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
-    """Results of all `refs`, in order; the first failure is raised as soon as it is seen; past `timeout_s` a
-    TimeoutError names `what` and how many calls were still pending."""
-    import ray
-
-    deadline = time.monotonic() + timeout_s
-    pending = list(refs)
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} calls unfinished after {timeout_s}s")
-        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
-        for ref in ready:
-            ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
-    return ray.get(list(refs))
