@@ -85,8 +85,7 @@ class JudgeConfig:
 
     `serve: true`: the run starts that API itself (vLLM, in its Ray placement group; rl/workers/judge_server.py) for the
     open model `model` (a local folder or hub id, served under that same name), points `base_url` at it and stops it
-    when
-    the run ends. Judge configs that serve the same model share one server."""
+    when the run ends. Judge configs that serve the same model share one server."""
 
     base_url: str = "http://127.0.0.1:8000/v1"  # ignored with serve=true (set to the served judge's address)
     model: str = "judge"

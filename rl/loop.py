@@ -119,8 +119,7 @@ def train(cfg: TrainConfig, plan: ResumePlan, config_dict: dict,
     """Run the loop from `plan` (rl/run/resume.py, decided once by the launcher); if an actor dies or hangs, restart
     from the run folder's last checkpoint (up to fault.max_restarts). A stop requested by a signal
     (rl/run/preemption.py) raises Preempted once its checkpoint is written. `set_up(cfg, plan, config_dict)` builds each
-    attempt's Run
-    (rl/run/setup.py)."""
+    attempt's Run (rl/run/setup.py)."""
 
     def attempt(number: int) -> Path:
         attempt_plan = plan

@@ -96,8 +96,8 @@ def setup_run(cfg: TrainConfig, plan: ResumePlan, config_dict: dict) -> Run:
 
 def start_run_cluster(cfg: TrainConfig, hardware: Hardware, run_dir: Path, with_trainers: bool = True) -> Cluster:
     """The Ray cluster (rl/workers/cluster.py), with the LLM judges checked around it: an external judge before it
-    starts (a
-    missing judge fails in seconds, not minutes), a served one once it is up. Judge server logs go to `run_dir`."""
+    starts (a missing judge fails in seconds, not minutes), a served one once it is up. Judge server logs go to
+    `run_dir`."""
     checked = check_judge_endpoints(cfg)
     if checked:
         log.info("LLM judges reachable: %s", ", ".join(checked))

@@ -216,8 +216,8 @@ class PolicyTrainer:
         by `zero()` on every rank (all must join the gradient reduction), and the optimizer step that ends such a
         window, or whose gradients are not finite, is skipped on every rank (rl/workers/step_gate.py). `nonfinite` is
         1.0 for a non-finite loss; at an optimizer step `skipped_update_frac` is 1.0 when it was skipped (over the
-        update: the
-        share of skipped optimizer steps) and, when it was applied, `grad_norm` is the gradient norm before clipping."""
+        update: the share of skipped optimizer steps) and, when it was applied, `grad_norm` is the gradient norm before
+        clipping."""
         finite = self.gate.backward(loss, zero)
         boundary = self.engine.is_gradient_accumulation_boundary()
         # Without ZeRO, DeepSpeed's fp32 path clips without keeping the norm: take it from the accumulated gradients.

@@ -1,6 +1,5 @@
 """rl/run/preemption.py in a real process: a signal sets the stop flag (no exit), Preempted exits with status 75, and
-the
-children started after `install` survive the USR1/USR2 that Slurm sends to every process of a job."""
+the children started after `install` survive the USR1/USR2 that Slurm sends to every process of a job."""
 from __future__ import annotations
 
 import os

@@ -1,6 +1,5 @@
 """The `resume` setting (rl/run/resume.py) on real checkpoint folders written by `save_checkpoint`: which checkpoint a
-run
-starts from, which folder it writes to, and the settings that are refused with a message naming the folder."""
+run starts from, which folder it writes to, and the settings that are refused with a message naming the folder."""
 from __future__ import annotations
 
 import time

@@ -1,6 +1,5 @@
 """A run refuses to start when an LLM judge it will call does not answer (rl/workers/judge_preflight.py), and the
-paper-sized
-experiment asks for one by default; every eval logs the names of the methods behind its numbers."""
+paper-sized experiment asks for one by default; every eval logs the names of the methods behind its numbers."""
 from __future__ import annotations
 
 import subprocess

@@ -1,6 +1,5 @@
 """DeepSpeed's own checkpoint load, made pickle-free (rl/workers/safe_load.py), on real engines in this process: a
-trainer rank
-round-trips its checkpoint (weights, optimizer, RNG) and refuses a planted payload in any file it reads."""
+trainer rank round-trips its checkpoint (weights, optimizer, RNG) and refuses a planted payload in any file it reads."""
 from __future__ import annotations
 
 import random
