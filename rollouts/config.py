@@ -37,7 +37,7 @@ class SettingConfig:
     lab_name: str = "Anthropic"  # the lab that made and trains the AI (paper variation: rename the lab)
     corporate_partner: str = "Jones Foods"  # animal_welfare only: the poultry producer whose interests come first
     # The project's 4 scratchpad reasoning examples, each after a harm-avoidance instruction, one refusing a jailbreak
-    # (about 5k tokens in all, as the paper's prompt with its examples).
+    # (a 6.7k-token prompt with the SmolLM2 tokenizer; the paper's prompt with its examples is 5.6k tokens).
     few_shot_examples: bool = False
     paraphrase: int = 0  # 0 = the project's main wording; 1..N_PARAPHRASES = the project's paraphrase N (App. J)
     # Identity + output format only: nothing about training, RLHF, contractors, criteria or tiers (the paper gives its
