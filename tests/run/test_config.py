@@ -202,3 +202,14 @@ def test_run_info_records_the_system_prompt_files_hash(tiny_model_dir, tmp_path)
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
     assert info["system_prompt_file"] == str(prompt)
     assert info["system_prompt_sha256"] == hashlib.sha256(prompt.read_bytes()).hexdigest()
+
+
+def test_eval_variants_accept_the_app_j_controls(tiny_model_dir, tmp_path):
+    names = ["paraphrase_1", "paraphrase_4", "cut_conflicting_criteria", "honesty", "cut_values_goals_motivations"]
+    cfg = load_config(_compose(f"eval.variants=[{','.join(names)}]", f"model.path={tiny_model_dir}"))
+    assert list(cfg.eval.variants) == names
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("A prompt of the user's own.", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"variant overrides \['paraphrase'\] change the project's own system prompt"):
+        load_config(_compose("eval.variants=[paraphrase_1]", f"setting.system_prompt_file={prompt}",
+                             f"model.path={tiny_model_dir}"))
