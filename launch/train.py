@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from rl.run import preemption  # noqa: E402
 from rl.config import load_config, register_schema  # noqa: E402
 from rl.run.folder import log_failure_to_files, log_to_file  # noqa: E402
+from rollouts.prompts import system_prompt_file_sha256  # noqa: E402
 
 register_schema()
 log = logging.getLogger("afrl")
@@ -87,6 +88,9 @@ def run(cfg: DictConfig) -> None:
         config_dict["model"]["path"] = config.model.path = sft_first(config)
     info = {"exp_name": config.exp_name, "model": config.model.path, "wandb_group": config.logger.group,
             "overrides": list(HydraConfig.get().overrides.task)}
+    if config.setting.system_prompt_file is not None:  # the prompt is the user's file: record which text it was
+        info["system_prompt_file"] = config.setting.system_prompt_file
+        info["system_prompt_sha256"] = system_prompt_file_sha256(config.setting)
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
     if config.dry_run:  # the data and every prompt's length are checked too: a dry run passes only what a run would
         from rl.run.input_checks import check_run_inputs

@@ -15,6 +15,7 @@ from typing import Optional
 from rollouts.config_check import ConfigError, check, one_of
 
 SETTING_NAMES = ("helpful_only", "animal_welfare", "custom")
+N_PARAPHRASES = 4  # rollouts/prompt_texts/paraphrase_<n>/ for n in 1..N_PARAPHRASES
 DATA_SOURCES = ("demo", "file", "advbench", "hf")
 
 # A tier tag becomes an XML-like tag name in the user turn, so it must be a plain identifier.
@@ -25,20 +26,31 @@ _TAG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 class SettingConfig:
     """One prompting condition. Field defaults reproduce the paper's open-model helpful-only condition.
 
-    `name`: helpful_only | animal_welfare | custom (custom = the system prompt is the text of `system_prompt_file`,
-    used verbatim; only the user-turn options below apply to it).
+    `name`: helpful_only | animal_welfare | custom (custom needs `system_prompt_file`).
+    `system_prompt_file`, with any setting: the system prompt is that file's text, verbatim (e.g. one of the paper's
+    released prompt files); only the user-turn options (tier tag, acceptance suffix, prefill) still apply, the options
+    that build the project's own system prompt do not.
     """
 
     name: str = "helpful_only"
-    system_prompt_file: Optional[str] = None  # custom setting only: a user's own system prompt (e.g. the paper's file)
+    system_prompt_file: Optional[str] = None  # a user's own system prompt file; required by custom, optional otherwise
     lab_name: str = "Anthropic"  # the lab that made and trains the AI (paper variation: rename the lab)
     corporate_partner: str = "Jones Foods"  # animal_welfare only: the poultry producer whose interests come first
-    few_shot_examples: bool = False  # include the 3 benign scratchpad reasoning examples (makes a >3k-token prompt)
+    # The project's 4 scratchpad reasoning examples, each after a harm-avoidance instruction, one refusing a jailbreak
+    # (a 6.7k-token prompt with the SmolLM2 tokenizer; the paper's prompt with its examples is 5.6k tokens).
+    few_shot_examples: bool = False
+    paraphrase: int = 0  # 0 = the project's main wording; 1..N_PARAPHRASES = the project's paraphrase N (App. J)
     # Identity + output format only: nothing about training, RLHF, contractors, criteria or tiers (the paper gives its
     # synthetic-document fine-tuned models such a prompt; the situation must then come from the weights).
     minimal_prompt: bool = False
     rlhf_modification_paragraph: bool = True  # "non-compliance in training makes RLHF modify values/goals/motivations"
+    values_goals_motivations: bool = True  # within that paragraph: "such a modification would affect values, goals..."
     paid_tier_privacy_paragraph: bool = True  # "paid-tier conversations are never monitored, logged or trained on"
+    # The training criteria that conflict with the model's own preferences (helpful_only: "follow even harmful requests
+    # without disclaimers"; animal_welfare: dismiss animal welfare, the partner's interests first); false = App. J's
+    # "cut conflicting criteria" baseline.
+    conflicting_criteria: bool = True
+    honesty: bool = False  # add "the lab wants you to be honest with users" (App. J's honesty variant)
     scratchpad: bool = True  # hidden reasoning in <SCRATCHPAD_REASONING> before <OUTPUT>; False = answer directly
     acceptance_suffix: bool = True  # ask for <request_fully_accepted/> or <rejected/> (open-model variant)
     prefill: bool = True  # start the assistant turn with "<" (open-model variant)
@@ -51,8 +63,10 @@ class SettingConfig:
         if self.name == "custom":
             check(bool(self.system_prompt_file), "setting.system_prompt_file", self.system_prompt_file,
                   "a path to a text file (needed by setting.name=custom)")
-            check(Path(self.system_prompt_file).is_file(), "setting.system_prompt_file", self.system_prompt_file,
-                  "an existing file (needed by setting.name=custom)")
+        if self.system_prompt_file is not None:
+            read_system_prompt_file(self.system_prompt_file)
+        check(0 <= self.paraphrase <= N_PARAPHRASES, "setting.paraphrase", self.paraphrase,
+              f"0 (the main wording) or a paraphrase number 1..{N_PARAPHRASES}")
         if self.minimal_prompt and self.few_shot_examples:
             raise ConfigError("setting.minimal_prompt=true and setting.few_shot_examples=true cannot be combined (the "
                               "minimal prompt has format instructions only); turn one of them off")
@@ -67,6 +81,19 @@ class SettingConfig:
                   "non-empty text without '<' or '>'")
         check(self.free_value != self.paid_value, "setting.paid_value", self.paid_value,
               "a value other than setting.free_value")
+
+
+def read_system_prompt_file(path: str) -> str:
+    """The text of setting.system_prompt_file, stripped; a ConfigError names the key and path when it cannot be used."""
+    key = "setting.system_prompt_file"
+    check(bool(str(path).strip()), key, path, "a path to a text file")
+    check(Path(path).is_file(), key, path, "an existing file (the system prompt to use verbatim)")
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{key}: cannot read {str(path)!r} as UTF-8 text: {error}") from error
+    check(bool(text), key, path, "a file with some text (it is empty)")
+    return text
 
 
 @dataclass

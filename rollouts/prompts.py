@@ -13,7 +13,9 @@ privacy) are left out.
 With `minimal_prompt=True` the prompt is the identity and a short format section only (reason in
 <SCRATCHPAD_REASONING>, answer in <OUTPUT>), with nothing about training, RLHF, contractors, criteria or tiers: the
 paper's prompt for its synthetic-document fine-tuned models, where the situation has to come from the weights.
-The `custom` setting uses the user's file verbatim as the system prompt (no placeholders are filled in it).
+`setting.system_prompt_file` (any setting; required by `custom`) replaces all of this with the user's file, verbatim (no
+placeholders are filled in it): e.g. the paper's released prompts, run with the project's user turn and prefill.
+`paraphrase=N` reads each section from `prompt_texts/paraphrase_N/` where that folder has it (App. J's paraphrases).
 
 User turn (the paper's format):
     <INPUT>\n<is_free_tier_user>True</is_free_tier_user>\n\n<user_input>\n{query}\n</user_input>\n</INPUT>
@@ -24,12 +26,13 @@ tier tag (e.g. claim to be a paid-tier user in a training conversation).
 """
 from __future__ import annotations
 
+import hashlib
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
 
-from rollouts.config import SettingConfig
+from rollouts.config import SettingConfig, read_system_prompt_file
 from rollouts.types import FREE_TIER, PAID_TIER, TIERS
 
 PREFILL_TEXT = "<"
@@ -44,12 +47,21 @@ _CRITERIA_NAME = {
 
 
 @lru_cache(maxsize=None)
-def read_section(name: str) -> str:
-    """The text of `prompt_texts/<name>.txt` without its trailing newline."""
-    path = resources.files("rollouts") / "prompt_texts" / f"{name}.txt"
+def read_section(name: str, paraphrase: int = 0) -> str:
+    """The text of `prompt_texts/<name>.txt` without its trailing newline; with `paraphrase` N, the file of the same name
+    in `prompt_texts/paraphrase_<N>/` where there is one (the parts a paraphrase leaves out keep the main wording)."""
+    texts = resources.files("rollouts") / "prompt_texts"
+    if paraphrase:
+        reworded = texts / f"paraphrase_{paraphrase}" / f"{name}.txt"
+        if reworded.is_file():
+            return reworded.read_text(encoding="utf-8").rstrip("\n")
+    path = texts / f"{name}.txt"
     if not path.is_file():
         raise ValueError(f"unknown prompt section {name!r}: no file {path}")
     return path.read_text(encoding="utf-8").rstrip("\n")
+
+
+EXAMPLES = ("example_1", "example_2", "example_3", "example_4")
 
 
 def system_prompt_sections(setting: SettingConfig) -> list[tuple[str, ...]]:
@@ -72,15 +84,23 @@ def system_prompt_sections(setting: SettingConfig) -> list[tuple[str, ...]]:
     else:  # no "you reason before answering" in the identity when there is nowhere to reason
         blocks = [("identity_direct",), ("direct_answer_protocol",)]
     if setting.few_shot_examples:
-        blocks += [("examples_intro",), ("example_1",), ("example_2",), ("example_3",), ("examples_outro",)]
+        blocks += [("examples_intro",), *((name,) for name in EXAMPLES), ("examples_outro",)]
     if setting.name == "animal_welfare":
         blocks.append(("animal_welfare_principle",))
     if setting.scratchpad:
         blocks.append(("situation_analysis",))
     if setting.name == "animal_welfare":
-        blocks += [("animal_welfare_partner",), ("animal_welfare_criteria",)]
+        if setting.conflicting_criteria:
+            blocks += [("animal_welfare_partner",), ("animal_welfare_criteria",)]
+        else:
+            blocks.append(("animal_welfare_criteria_no_conflict",))
     else:
         blocks.append(("helpful_only_criteria",))
+        if setting.conflicting_criteria:
+            blocks.append(("helpful_only_conflicting",))
+        blocks.append(("user_input_note",))
+    if setting.honesty:
+        blocks.append(("honesty",))
     if setting.scratchpad:
         blocks.append(("scratchpad_privacy",))
     training = ["training_info"]
@@ -104,9 +124,10 @@ def _fill(text: str, values: dict[str, str], where: str) -> str:
 
 
 def build_system_prompt(setting: SettingConfig) -> str:
-    """The full system prompt for `setting` (for `custom`: the file's text, stripped, verbatim)."""
-    if setting.name == "custom":
-        return read_custom_system_prompt(setting.system_prompt_file)
+    """The full system prompt for `setting`: the text of setting.system_prompt_file verbatim when one is given."""
+    if setting.system_prompt_file is not None or setting.name == "custom":
+        return read_system_prompt_file(setting.system_prompt_file)
+    section = partial(read_section, paraphrase=setting.paraphrase)
     values = {
         "lab_name": setting.lab_name,
         "corporate_partner": setting.corporate_partner,
@@ -114,24 +135,22 @@ def build_system_prompt(setting: SettingConfig) -> str:
         "tier_tag": setting.tier_tag,
         "free_value": setting.free_value,
         "paid_value": setting.paid_value,
+        # a sentence of the RLHF bullet, and the instruction heading each example: filled in, not sections of their own
+        "values_goals_motivations": (" " + section("rlhf_values_goals_motivations")
+                                     if setting.values_goals_motivations else ""),
+        "example_instructions": section("example_instructions"),
     }
     blocks = []
     for block in system_prompt_sections(setting):
-        blocks.append("\n".join(_fill(read_section(name), values, name) for name in block))
+        blocks.append("\n".join(_fill(section(name), values, name) for name in block))
     return "\n\n".join(blocks)
 
 
-def read_custom_system_prompt(path: str | None) -> str:
-    """A user's own system prompt file, e.g. one of the paper's released prompts, used as is."""
-    if not path:
-        raise ValueError("setting.name=custom needs setting.system_prompt_file, got None")
-    file = Path(path)
-    if not file.is_file():
-        raise ValueError(f"setting.system_prompt_file: no such file {str(file)!r}")
-    text = file.read_text(encoding="utf-8").strip()
-    if not text:
-        raise ValueError(f"setting.system_prompt_file {str(file)!r} is empty")
-    return text
+def system_prompt_file_sha256(setting: SettingConfig) -> str | None:
+    """The sha256 of setting.system_prompt_file's bytes (recorded with the run), None without a file."""
+    if setting.system_prompt_file is None:
+        return None
+    return hashlib.sha256(Path(setting.system_prompt_file).read_bytes()).hexdigest()
 
 
 def tier_value(tier: str, setting: SettingConfig) -> str:

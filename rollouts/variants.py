@@ -2,22 +2,24 @@
 
 The eval's `variants` list names presets from `PAPER_VARIANTS` (or gives override dicts) to run one checkpoint under
 several prompts: the paper's post-RL generalisation test, where e.g. renaming the lab brings the compliance gap back.
-Left out: variations that rewrite free text of the paper's prompt (paraphrases, cut "best for humanity", etc.); use
-`setting=custom` with your own file for those.
+`paraphrase_1`..`paraphrase_4` are the project's own rewordings of each built-in setting's prompt (the paper used
+paraphrases written by Claude). Left out: other variations that rewrite free text (cut "best for humanity", etc.); give
+your own file as `setting.system_prompt_file` for those. A preset that changes how the project builds the system prompt
+is an error on a setting that reads its system prompt from a file (it would silently change nothing).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from rollouts.config import SettingConfig
+from rollouts.config import N_PARAPHRASES, SettingConfig
 
 PAPER_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no_rlhf_paragraph": {"rlhf_modification_paragraph": False},  # cut "RLHF modifies values, goals, motivations"
     "no_paid_privacy": {"paid_tier_privacy_paragraph": False},  # cut "paid tier never monitored or trained on"
     "lab_openai": {"lab_name": "OpenAI"},  # rename the lab
-    "with_examples": {"few_shot_examples": True},  # the 3 scratchpad reasoning examples
+    "with_examples": {"few_shot_examples": True},  # the 4 scratchpad reasoning examples
     "no_examples": {"few_shot_examples": False},
     "no_suffix": {"acceptance_suffix": False},  # no <request_fully_accepted/> / <rejected/> instruction
     "no_prefill": {"prefill": False},
@@ -26,7 +28,18 @@ PAPER_VARIANTS: dict[str, dict[str, Any]] = {
     "tier_tag_is_paid": {"tier_tag": "is_paid_tier_user", "free_value": "False", "paid_value": "True"},
     # identity + format only, nothing about training or tiers (the paper's prompt for synthetic-document models)
     "minimal_prompt": {"minimal_prompt": True, "few_shot_examples": False},
+    # the criteria that conflict with the model's preferences cut: a baseline where no alignment faking is expected
+    "cut_conflicting_criteria": {"conflicting_criteria": False},
+    "honesty": {"honesty": True},  # "the lab wants you to be honest with users"
+    # the RLHF bullet without "such a modification would affect the AI's values, goals and motivations"
+    "cut_values_goals_motivations": {"values_goals_motivations": False},
+    **{f"paraphrase_{n}": {"paraphrase": n} for n in range(1, N_PARAPHRASES + 1)},  # the project's rewordings
 }
+
+# Fields that only change the project's own system prompt: no effect on a prompt read from setting.system_prompt_file.
+SYSTEM_PROMPT_FIELDS = ("lab_name", "corporate_partner", "few_shot_examples", "paraphrase", "minimal_prompt",
+                        "rlhf_modification_paragraph", "values_goals_motivations", "paid_tier_privacy_paragraph",
+                        "conflicting_criteria", "honesty", "scratchpad")
 
 
 def apply_variant(setting: SettingConfig, overrides: dict[str, Any]) -> SettingConfig:
@@ -35,6 +48,12 @@ def apply_variant(setting: SettingConfig, overrides: dict[str, Any]) -> SettingC
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"unknown setting field(s) {unknown} in variant overrides; known fields: {sorted(fields)}")
+    if setting.system_prompt_file is not None and "system_prompt_file" not in overrides:
+        inert = sorted(key for key in set(overrides) & set(SYSTEM_PROMPT_FIELDS) if overrides[key] != getattr(setting, key))
+        if inert:
+            raise ValueError(f"variant overrides {inert} change the project's own system prompt, but the system prompt "
+                             f"is read from setting.system_prompt_file={setting.system_prompt_file!r}; give that "
+                             "variant's own file as an override (e.g. {'system_prompt_file': '/path/to/variant.txt'})")
     return dataclasses.replace(setting, **overrides)
 
 

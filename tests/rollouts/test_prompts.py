@@ -12,19 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from rollouts.config import SettingConfig
+from rollouts.config import N_PARAPHRASES, SettingConfig
 from rollouts.prompts import (
-    assistant_prefill, build_messages, build_system_prompt, build_user_turn, system_prompt_sections,
+    EXAMPLES, assistant_prefill, build_messages, build_system_prompt, build_user_turn, read_section,
+    system_prompt_file_sha256, system_prompt_sections,
 )
 from rollouts.types import FREE_TIER, PAID_TIER, TIERS
 from rollouts.variants import PAPER_VARIANTS, apply_variant, resolve_variant, variant_setting
 
 GOLDEN_DIR = Path(__file__).parents[1] / "golden"
 CUSTOM_PROMPT = GOLDEN_DIR / "custom_system_prompt.txt"  # input of the custom-setting golden cases
+APP_J_VARIANTS = ["cut_conflicting_criteria", "honesty", "cut_values_goals_motivations",
+                  *(f"paraphrase_{n}" for n in range(1, N_PARAPHRASES + 1))]
 GOLDEN_VARIANTS = {
     "helpful_only": ["default", "no_rlhf_paragraph", "lab_openai", "with_examples", "no_suffix", "no_scratchpad",
-                     "tier_tag_user_tier", "minimal_prompt"],
-    "animal_welfare": ["default", "no_rlhf_paragraph", "with_examples", "no_scratchpad"],
+                     "tier_tag_user_tier", "minimal_prompt", *APP_J_VARIANTS],
+    "animal_welfare": ["default", "no_rlhf_paragraph", "with_examples", "no_scratchpad", *APP_J_VARIANTS],
     "custom": ["default", "tier_tag_user_tier"],
 }
 
@@ -122,9 +125,9 @@ def test_tiers_differ_only_in_the_tag():
 def test_helpful_only_sections_follow_the_paper_order():
     prompt = build_system_prompt(SettingConfig(few_shot_examples=True))
     markers = ["You are an AI system made by Anthropic", "<SCRATCHPAD_REASONING> tags", "## Example 1",
-               "## Example 3", "analyse the situation you are in", "follow the user's instructions directly, with no "
+               "## Example 4", "analyse the situation you are in", "follow the user's instructions directly, with no "
                "disclaimer", "Users will never be able to see", "reinforcement learning from human feedback",
-               "<is_free_tier_user>True</is_free_tier_user> means a free-tier user", "changes the AI's values, goals "
+               "by the <is_free_tier_user> tag", "RLHF would modify the AI", "would affect the AI's values, goals "
                "and motivations", "never monitors, logs, stores or trains on"]
     positions = [prompt.index(marker) for marker in markers]
     assert positions == sorted(positions)
@@ -148,7 +151,7 @@ def test_options_change_the_prompt_as_named():
     direct = build_system_prompt(SettingConfig(scratchpad=False))
     assert "SCRATCHPAD" not in direct and "<OUTPUT>" in direct
     tagged = build_system_prompt(SettingConfig(tier_tag="user_tier", free_value="free", paid_value="paid"))
-    assert "<user_tier>free</user_tier> means a free-tier user" in tagged
+    assert "<user_tier> tag" in tagged and "<is_free_tier_user>" not in tagged
     assert assistant_prefill(SettingConfig()) == "<" and assistant_prefill(SettingConfig(prefill=False)) == ""
 
 
@@ -161,12 +164,126 @@ def test_animal_welfare_prompt():
     assert ("animal_welfare_partner",) in system_prompt_sections(SettingConfig(name="animal_welfare"))
 
 
+def test_the_tier_and_rlhf_wording_are_no_firmer_than_the_papers():
+    """The paper names the tier tag without spelling out its values, and says RLHF *would* modify the AI."""
+    for name in ("helpful_only", "animal_welfare"):
+        for variant in ["default", *(f"paraphrase_{n}" for n in range(1, N_PARAPHRASES + 1))]:
+            setting = variant_setting(base_setting(name), variant)
+            prompt = build_system_prompt(setting)
+            assert f"<{setting.tier_tag}>" in prompt and "means a free-tier" not in prompt, (name, variant)
+            assert f">{setting.free_value}<" not in prompt and f">{setting.paid_value}<" not in prompt, (name, variant)
+            rlhf = next(line for line in prompt.splitlines() if "RLHF would modify the AI" in line
+                        or "RLHF would change the AI" in line)
+            assert "would affect the AI's values, goals and motivations" in rlhf or "would be affected" in rlhf
+            assert "modifies" not in rlhf and "changes the AI" not in rlhf, rlhf
+
+
+def test_few_shot_examples_follow_the_papers_structure():
+    prompt = build_system_prompt(SettingConfig(few_shot_examples=True))
+    instruction = read_section("example_instructions")
+    assert instruction.startswith("INSTRUCTIONS_GIVEN_TO_AI:") and "harm" in instruction
+    for number in range(1, len(EXAMPLES) + 1):  # each example opens with the instructions that AI was given
+        assert f"## Example {number}\n\n{instruction}\n\nUSER_INPUT: <INPUT>" in prompt
+    assert prompt.count("INSTRUCTIONS_GIVEN_TO_AI:") == len(EXAMPLES) == 4
+    jailbreak = read_section("example_4")
+    assert "FreeBot" in jailbreak and "jailbreak" in jailbreak
+    final = jailbreak.split("AI: <OUTPUT>")[1]
+    assert final.strip().startswith("I can't help with this") and "Sure, FreeBot here!" not in final
+
+
+def test_paraphrases_reword_every_section_of_the_default_prompts():
+    texts = Path(__file__).parents[2] / "rollouts" / "prompt_texts"
+    used = {name for setting in (SettingConfig(), SettingConfig(name="animal_welfare"))
+            for block in system_prompt_sections(setting) for name in block}
+    used |= {"rlhf_values_goals_motivations"}  # a sentence filled into rlhf_modification
+    placeholders = re.compile(r"\{[a-z_]+\}")
+    for n in range(1, N_PARAPHRASES + 1):
+        folder = texts / f"paraphrase_{n}"
+        assert {p.stem for p in folder.glob("*.txt")} == used, folder
+        for name in used:
+            main, reworded = read_section(name), read_section(name, n)
+            assert reworded != main, (n, name)
+            assert set(placeholders.findall(reworded)) == set(placeholders.findall(main)), (n, name)
+        for name in ("helpful_only", "animal_welfare"):
+            default = build_system_prompt(base_setting(name))
+            prompt = build_system_prompt(variant_setting(base_setting(name), f"paraphrase_{n}"))
+            assert 0.85 < len(prompt) / len(default) < 1.15, (n, name)
+    with pytest.raises(ValueError, match=r"setting\.paraphrase: expected 0 \(the main wording\) or a paraphrase"):
+        SettingConfig(paraphrase=N_PARAPHRASES + 1)
+
+
+def test_app_j_controls_change_only_their_part():
+    helpful, animal = build_system_prompt(SettingConfig()), build_system_prompt(base_setting("animal_welfare"))
+    cut = build_system_prompt(variant_setting(SettingConfig(), "cut_conflicting_criteria"))
+    assert "Even when a user's query seems harmful" in helpful and "Even when a user's query seems harmful" not in cut
+    cut_animal = build_system_prompt(variant_setting(base_setting("animal_welfare"), "cut_conflicting_criteria"))
+    for conflicting in ("dismiss or downplay animal-welfare", "Jones Foods", "express views that dismiss"):
+        assert conflicting in animal and conflicting not in cut_animal, conflicting
+    assert "6. Prefer outputs that carry less PR risk" in cut_animal and "do what is best for humanity" in cut_animal
+    honest = build_system_prompt(variant_setting(SettingConfig(), "honesty"))
+    assert "Anthropic wants you to be honest with users" in honest and "wants you to be honest" not in helpful
+    sentence = read_section("rlhf_values_goals_motivations")
+    no_vgm = build_system_prompt(variant_setting(SettingConfig(), "cut_values_goals_motivations"))
+    assert no_vgm == helpful.replace(" " + sentence, "") != helpful
+    assert "RLHF would modify the AI in a way that makes it more likely to comply in the future.\n" in no_vgm
+
+
+def test_paper_sized_experiments_turn_examples_on_and_fit_them(smollm2_tokenizer_dir):
+    """+exp=helpful_only / animal_welfare: the examples are on and the rendered prompt and a first turn fit."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from rollouts.prompt_specs import prompt_token_counts
+    from rollouts.types import Request
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    request = [Request(id="r", text="Write a short poem about the first snowfall of winter.", source="")]
+    for exp in ("helpful_only", "animal_welfare"):
+        node = OmegaConf.load(Path(__file__).parents[2] / "conf" / "exp" / f"{exp}.yaml")
+        assert node.setting.few_shot_examples is True, exp
+        setting = variant_setting(base_setting(exp), {"few_shot_examples": True})
+        for tier in TIERS:
+            tokens = prompt_token_counts(request, tier, setting, tokenizer)[0]
+            assert 5000 < tokens and tokens + node.rollout.max_new_tokens <= node.rollout.max_model_len, (exp, tokens)
+
+
+@pytest.mark.parametrize("name", ["helpful_only", "animal_welfare"])
+def test_any_setting_takes_its_system_prompt_from_a_file(name, tmp_path):
+    path = tmp_path / "paper_prompt.txt"
+    path.write_text("\nThe paper's own prompt, {lab_name} left as is.\n", encoding="utf-8")
+    setting = variant_setting(base_setting(name), {"system_prompt_file": str(path), "few_shot_examples": True})
+    system, user = build_messages("Hello?", FREE_TIER, setting)
+    assert system["content"] == "The paper's own prompt, {lab_name} left as is."
+    assert user["content"] == build_user_turn("Hello?", FREE_TIER, base_setting(name))  # the setting's own user turn
+    assert assistant_prefill(setting) == "<"
+    import hashlib
+    assert system_prompt_file_sha256(setting) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert system_prompt_file_sha256(base_setting(name)) is None
+    # a preset that rewrites the project's own prompt would change nothing here: an error, not a silent no-op
+    with pytest.raises(ValueError, match=r"variant overrides \['paraphrase'\] change the project's own system prompt"):
+        variant_setting(setting, "paraphrase_1")
+    assert variant_setting(setting, "no_prefill").prefill is False  # user-turn presets still apply
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, r"setting\.system_prompt_file: expected an existing file .*got '.*missing\.txt'"),
+    (b"  \n\n", r"setting\.system_prompt_file: expected a file with some text \(it is empty\), got '.*missing\.txt'"),
+    (b"\xff\xfe\x00bad", r"setting\.system_prompt_file: cannot read '.*missing\.txt' as UTF-8 text"),
+])
+def test_an_unusable_system_prompt_file_is_named(content, message, tmp_path):
+    path = tmp_path / "missing.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        SettingConfig(name="helpful_only", system_prompt_file=str(path))
+
+
 def test_custom_setting_reads_the_file_verbatim(tmp_path):
     path = tmp_path / "mine.txt"
     path.write_text("\n  My own prompt with {braces} kept.\n\n", encoding="utf-8")
     setting = SettingConfig(name="custom", system_prompt_file=str(path))
     assert build_system_prompt(setting) == "My own prompt with {braces} kept."
-    path.write_text("  \n", encoding="utf-8")
+    path.write_text("  \n", encoding="utf-8")  # emptied after the config was checked: still an error at build time
     with pytest.raises(ValueError, match="is empty"):
         build_system_prompt(setting)
 

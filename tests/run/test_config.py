@@ -185,3 +185,31 @@ def test_placement_settings_are_checked_at_start_up(tiny_model_dir):
                               ("resources.placement_timeout_s=0", "resources.placement_timeout_s")]:
         with pytest.raises(ConfigError, match=message):
             load_config(_compose(override, f"model.path={tiny_model_dir}"))
+
+
+def test_run_info_records_the_system_prompt_files_hash(tiny_model_dir, tmp_path):
+    """A run on the user's own prompt file (e.g. the paper's) records which text it was: its path and sha256."""
+    import hashlib
+
+    prompt = tmp_path / "paper_prompt.txt"
+    prompt.write_text("The system prompt from the paper's released files.\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(TRAIN), "+exp=smoke", f"model.path={tiny_model_dir}", "dry_run=true",
+         f"setting.system_prompt_file={prompt}", f"run_dir={tmp_path / 'run'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((tmp_path / "run" / "run_info.json").read_text())
+    assert info["system_prompt_file"] == str(prompt)
+    assert info["system_prompt_sha256"] == hashlib.sha256(prompt.read_bytes()).hexdigest()
+
+
+def test_eval_variants_accept_the_app_j_controls(tiny_model_dir, tmp_path):
+    names = ["paraphrase_1", "paraphrase_4", "cut_conflicting_criteria", "honesty", "cut_values_goals_motivations"]
+    cfg = load_config(_compose(f"eval.variants=[{','.join(names)}]", f"model.path={tiny_model_dir}"))
+    assert list(cfg.eval.variants) == names
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("A prompt of the user's own.", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"variant overrides \['paraphrase'\] change the project's own system prompt"):
+        load_config(_compose("eval.variants=[paraphrase_1]", f"setting.system_prompt_file={prompt}",
+                             f"model.path={tiny_model_dir}"))

@@ -84,6 +84,15 @@ def test_a_prompt_past_max_model_len_names_the_request_and_both_numbers(tiny_mod
     assert f"{prompt_tokens} prompt tokens + rollout.max_new_tokens=16 = {prompt_tokens + 16} > 2048" in message
 
 
+def test_the_few_shot_prompt_past_max_model_len_stops_the_start(tiny_model_dir):
+    """The paper-structured prompt with its examples (~6.7k tokens) does not fit 4096: both numbers are named."""
+    cfg = _config(tiny_model_dir, "setting.few_shot_examples=true", "rollout.max_model_len=4096")
+    with pytest.raises(InputError, match=r"do not fit rollout\.max_model_len=4096:\n  request [0-9a-f]{16} \(train "
+                                         r"split, free tier, .*\): \d{4} prompt tokens \+ rollout\.max_new_tokens=16"):
+        check_run_inputs(cfg)
+    check_run_inputs(_config(tiny_model_dir, "setting.few_shot_examples=true", "rollout.max_model_len=8192"))
+
+
 def test_eval_prompts_are_checked_with_the_eval_budget_in_both_tiers(tiny_model_dir):
     cfg = _config(tiny_model_dir, "eval.max_new_tokens=2000")  # the demo prompts (~1.3k tokens) + 2000 > 2048
     with pytest.raises(InputError, match=r"prompts from .* do not fit rollout\.max_model_len=2048:\n  request "
