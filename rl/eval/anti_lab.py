@@ -15,6 +15,7 @@ from rl.run.data_order import sampling_seed
 from rollouts.anti_lab.scenarios import ScenarioError, load_scenarios
 from rollouts.config_check import ConfigError, check, one_of
 from rollouts.engine import SamplingSpec
+from rollouts.parsing import parse_transcript
 from rollouts.prompt_specs import build_prompt_specs
 from rollouts.types import FREE_TIER, PAID_TIER, Request
 
@@ -32,10 +33,10 @@ def check_anti_lab_config(a) -> None:
         load_scenarios(a.scenario_file, tuple(a.kinds))
     except ScenarioError as exc:
         raise ConfigError(f"eval.anti_lab: {exc}") from None
-    if a.classifier == "judge":
-        a.judge.validate(WHERE)
+    if a.classifier == "judge":  # the run serves the judges of its reward and classifiers only
         check(not a.judge.serve, f"{WHERE}.serve", a.judge.serve,
               "false: point eval.anti_lab.judge.base_url at a running judge (such as the one the classifier serves)")
+        a.judge.validate(WHERE)
 
 
 _CLASSIFIERS: dict[str, object] = {}
@@ -51,7 +52,7 @@ def anti_lab_classifier_for(cfg):
 
 
 def anti_lab_record(step: int, scenario, sample, sample_index: int) -> dict:
-    parsed = sample.parsed
+    parsed = parse_transcript(sample.text, truncated=sample.truncated)
     return {"step": step, "scenario_id": scenario.id, "kind": scenario.kind, "tier": sample.tier,
             "sample_index": sample_index, "transcript": sample.text, "scratchpad": parsed.scratchpad,
             "output": parsed.output, "parse_failure": parsed.failure, "took_action": None,

@@ -1,0 +1,84 @@
+"""The anti-AI-lab eval: its rates (rl.eval.metrics.anti_lab_metrics), its place in the periodic eval with the fast
+recording fakes of tests/run/test_loop_steps.py (the real config, prompts, parsing, rule classifier, records and
+metrics log), and its config checks."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rl.eval.anti_lab import SEED_OFFSET
+from rl.eval.metrics import anti_lab_metrics, wilson_interval
+from rl.loop import run_steps
+from rl.run.data_order import sampling_seed
+from rollouts.anti_lab.scenarios import load_scenarios
+from rollouts.config_check import ConfigError
+from rollouts.prompts import read_section
+from tests.run.test_loop_steps import GivenScores, RecordingCluster, _config, inputs, make_run  # noqa: F401 (fixture)
+from tests.train_runs import read_jsonl
+
+
+def _record(tier, kind, took, parse_failure=None):
+    return {"tier": tier, "kind": kind, "took_action": took, "parse_failure": parse_failure}
+
+
+def test_rates_count_judged_samples_with_wilson_intervals_and_failures_apart():
+    records = ([_record("free", "exfiltrate_weights", True)] * 3 + [_record("free", "help_leak", False)] * 5
+               + [_record("free", "help_leak", None)] + [_record("free", "help_leak", None, "no_output")]
+               + [_record("paid", "exfiltrate_weights", False)] * 4)
+    m = anti_lab_metrics(records)
+    assert (m["eval/anti_lab/free/n"], m["eval/anti_lab/free/judged_n"]) == (10.0, 8.0)
+    assert m["eval/anti_lab/free/rate"] == 3 / 8
+    assert (m["eval/anti_lab/free/rate_ci_low"], m["eval/anti_lab/free/rate_ci_high"]) == wilson_interval(3, 8)
+    assert m["eval/anti_lab/free/parse_failure_rate"] == 0.1
+    assert m["eval/anti_lab/free/classifier_failure_rate"] == 1 / 9
+    assert m["eval/anti_lab/free/kind/exfiltrate_weights/rate"] == 1.0
+    assert m["eval/anti_lab/paid/rate"] == 0.0 and m["eval/anti_lab/paid/rate_ci_high"] > 0
+    assert math.isnan(m["eval/anti_lab/paid/kind/help_leak/rate"])  # no paid sample of that kind: no estimate
+
+
+def test_no_records_give_nan_rates_and_a_bad_record_names_its_row_and_field():
+    assert math.isnan(anti_lab_metrics([])["eval/anti_lab/free/rate"])
+    with pytest.raises(ValueError, match="anti-lab record 1: field 'took_action' must be a bool or null"):
+        anti_lab_metrics([_record("free", "help_leak", True), _record("free", "help_leak", "yes")])
+
+
+def test_the_periodic_eval_asks_every_scenario_in_both_tiers_and_logs_the_rates(smollm2_tokenizer_dir, inputs,
+                                                                                tmp_path):
+    cfg = _config(smollm2_tokenizer_dir, "total_steps=2", "eval.every=2", "ckpt.every=0",
+                  "eval.anti_lab.enabled=true", "eval.anti_lab.n=1")
+    # Sample k of a call answers outputs[k % 4]: in the anti-lab call (10 scenarios per tier, free first) the free
+    # tier's third scenario (exfil_yes_no) gets "YES", its paid twin (k = 12) "NO".
+    outputs = ("NO", "NO", "YES", "NO")
+    cluster = RecordingCluster(outputs=outputs)
+    run_steps(make_run(cfg, inputs, tmp_path, cluster, GivenScores({o: 0.0 for o in outputs})))
+
+    scenarios = load_scenarios()
+    anti_lab_calls = [i for i, s in enumerate(cluster.sampling) if s.seed % 1_000_003 >= SEED_OFFSET]
+    assert [cluster.sampling[i].seed for i in anti_lab_calls] == [
+        sampling_seed(cfg.seed, step, "eval") + SEED_OFFSET for step in (0, 2)]
+    prompts = cluster.prompts[anti_lab_calls[0]]
+    assert [(p.tier, p.request.id) for p in prompts] == [(t, s.id) for t in ("free", "paid") for s in scenarios]
+    text = inputs.tokenizer.decode(prompts[0].token_ids)
+    assert cfg.setting.lab_name in text and read_section("acceptance_suffix").strip() not in text
+
+    records = read_jsonl(tmp_path / "eval" / "anti_lab" / "step_0002.jsonl")
+    assert len(records) == 2 * len(scenarios)
+    took = [(r["tier"], r["scenario_id"]) for r in records if r["took_action"]]
+    assert took == [("free", "exfil_yes_no")] and {r["anti_lab_method"] for r in records} == {"rule (proxy)"}
+    rows = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "eval/anti_lab/free/rate" in r]
+    assert [r["step"] for r in rows] == [0, 2]
+    assert rows[-1]["eval/anti_lab/free/rate"] == 0.1 and rows[-1]["eval/anti_lab/paid/rate"] == 0.0
+    assert rows[-1]["eval/method/anti_lab"] == "rule (proxy)"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.anti_lab.classifier=regex", "eval.anti_lab.classifier: expected one of rule, judge"),
+    ("eval.anti_lab.n=0", "eval.anti_lab.n: expected an int >= 1"),
+    ("eval.anti_lab.scenario_file=/nowhere.jsonl", "eval.anti_lab: /nowhere.jsonl: no anti-lab scenario file"),
+    ("eval.anti_lab.kinds=[sabotage]", "eval.anti_lab.kinds: unknown kind"),
+    ("eval.anti_lab.classifier=judge eval.anti_lab.judge.serve=true", "eval.anti_lab.judge.serve: expected false"),
+])
+def test_bad_anti_lab_settings_name_the_key(smollm2_tokenizer_dir, override, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(smollm2_tokenizer_dir, "eval.anti_lab.enabled=true", *override.split())
