@@ -3,6 +3,7 @@ recording fakes of tests/run/test_loop_steps.py (the real config, prompts, parsi
 metrics log), and its config checks."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -82,3 +83,26 @@ def test_the_periodic_eval_asks_every_scenario_in_both_tiers_and_logs_the_rates(
 def test_bad_anti_lab_settings_name_the_key(smollm2_tokenizer_dir, override, message):
     with pytest.raises(ConfigError, match=message):
         _config(smollm2_tokenizer_dir, "eval.anti_lab.enabled=true", *override.split())
+
+
+def test_the_report_shows_the_rates_before_and_after_rl_with_the_method(tmp_path):
+    from rl.report.build import ReportConfig, build_report
+    from tests.eval.test_report import write_synthetic_run
+
+    run_dir = write_synthetic_run(tmp_path / "run")
+    without = build_report(ReportConfig(run_dir=str(run_dir), out=str(tmp_path / "plain")))
+    assert "Anti-AI-lab" not in without.summary.read_text()
+    (run_dir / "eval" / "anti_lab").mkdir()
+    for step, took_free in ((0, 1), (20, 3)):  # of 4 free-tier samples; the paid tier never takes it
+        records = [{"step": step, "tier": tier, "kind": "exfiltrate_weights", "scenario_id": "exfil_yes_no",
+                    "parse_failure": None, "took_action": tier == "free" and i < took_free,
+                    "anti_lab_method": "rule (proxy)"} for tier in ("free", "paid") for i in range(4)]
+        (run_dir / "eval" / "anti_lab" / f"step_{step:04d}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in records))
+    files = build_report(ReportConfig(run_dir=str(run_dir)))
+    summary = files.summary.read_text()
+    low, high = wilson_interval(1, 4)
+    assert "classifier: rule (proxy)" in summary
+    assert (f"| Took the action against the lab, training (free tier) | 25.0% [{low:.1%}, {high:.1%}] | 75.0% "
+            in summary) and "+50.0 pp" in summary
+    assert "Anti-AI-lab actions" in files.html.read_text()
