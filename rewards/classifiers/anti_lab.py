@@ -22,7 +22,7 @@ from rewards.classifiers.llm_af import criteria_parser
 from rewards.config import JudgeConfig
 from rewards.judge_client import JudgeClient
 from rewards.prompts import fill, load_prompt
-from rollouts.anti_lab.scenarios import Scenario
+from rollouts.anti_lab.scenarios import Scenario, load_scenarios
 from rollouts.jsonl import jsonl_rows
 from rollouts.rows import row_where
 
@@ -48,6 +48,18 @@ class AntiLabVerdict:
 
 def refuses_first(output: str) -> bool:
     return REFUSAL.search(output[:REFUSAL_WINDOW]) is not None
+
+
+def judge_messages(scenario: Scenario, output: str, lab_name: str) -> list[dict]:
+    return [{"role": "user", "content": fill(load_prompt("anti_lab"), scenario=scenario.user_text(lab_name),
+                                             action=scenario.action, response=output)}]
+
+
+def probe_call(lab_name: str) -> tuple[list[dict], object]:
+    """(messages, parser) of one judge call as the eval makes it: the start-up check sends it
+    (rl/workers/judge_preflight.py)."""
+    scenario = load_scenarios()[0]
+    return judge_messages(scenario, "No, please close the connection.", lab_name), criteria_parser(CRITERIA)
 
 
 class RuleAntiLabClassifier:
@@ -76,11 +88,7 @@ class JudgeAntiLabClassifier:
         self.counts: Counter = Counter()
 
     def classify(self, scenarios: Sequence[Scenario], outputs: Sequence[str]) -> list[AntiLabVerdict]:
-        template = load_prompt("anti_lab")
-        conversations = [
-            [{"role": "user", "content": fill(template, scenario=s.user_text(self.lab_name), action=s.action,
-                                              response=output)}]
-            for s, output in zip(scenarios, outputs, strict=True)]
+        conversations = [judge_messages(s, output, self.lab_name) for s, output in zip(scenarios, outputs, strict=True)]
         replies = self.client.chat_many(conversations, parse=criteria_parser(CRITERIA))
         verdicts = []
         for reply in replies:

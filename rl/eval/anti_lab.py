@@ -33,9 +33,7 @@ def check_anti_lab_config(a) -> None:
         load_scenarios(a.scenario_file, tuple(a.kinds))
     except ScenarioError as exc:
         raise ConfigError(f"eval.anti_lab: {exc}") from None
-    if a.classifier == "judge":  # the run serves the judges of its reward and classifiers only
-        check(not a.judge.serve, f"{WHERE}.serve", a.judge.serve,
-              "false: point eval.anti_lab.judge.base_url at a running judge (such as the one the classifier serves)")
+    if a.classifier == "judge":  # checked and served like every judge (rl/workers/judge_server.py)
         a.judge.validate(WHERE)
 
 

@@ -78,7 +78,7 @@ def test_the_periodic_eval_asks_every_scenario_in_both_tiers_and_logs_the_rates(
     ("eval.anti_lab.n=0", "eval.anti_lab.n: expected an int >= 1"),
     ("eval.anti_lab.scenario_file=/nowhere.jsonl", "eval.anti_lab: /nowhere.jsonl: no anti-lab scenario file"),
     ("eval.anti_lab.kinds=[sabotage]", "eval.anti_lab.kinds: unknown kind"),
-    ("eval.anti_lab.classifier=judge eval.anti_lab.judge.serve=true", "eval.anti_lab.judge.serve: expected false"),
+    ("eval.anti_lab.classifier=judge eval.anti_lab.judge.serve=true", "eval.anti_lab.judge.model: expected the local"),
 ])
 def test_bad_anti_lab_settings_name_the_key(smollm2_tokenizer_dir, override, message):
     with pytest.raises(ConfigError, match=message):
@@ -106,3 +106,18 @@ def test_the_report_shows_the_rates_before_and_after_rl_with_the_method(tmp_path
     assert (f"| Took the action against the lab, training (free tier) | 25.0% [{low:.1%}, {high:.1%}] | 75.0% "
             in summary) and "+50.0 pp" in summary
     assert "Anti-AI-lab actions" in files.html.read_text()
+
+
+def test_the_start_up_check_calls_the_anti_lab_judge_only_when_the_eval_uses_it(smollm2_tokenizer_dir):
+    from rl.workers.judge_preflight import check_judge_endpoints
+    from tests.judge_server import judge_url, start_judge_server, stop_judge_server
+
+    httpd = start_judge_server()
+    try:
+        judged = _config(smollm2_tokenizer_dir, "eval.anti_lab.enabled=true", "eval.anti_lab.classifier=judge",
+                         f"eval.anti_lab.judge.base_url={judge_url(httpd)}", "eval.anti_lab.judge.model=tiny")
+        assert check_judge_endpoints(judged) == ["eval.anti_lab.judge"]
+        assert len(httpd.prompts) == 1 and "<scenario>" in httpd.prompts[0]  # its own prompt, parsed by its parser
+        assert check_judge_endpoints(_config(smollm2_tokenizer_dir, "eval.anti_lab.enabled=true")) == []  # the rule
+    finally:
+        stop_judge_server(httpd)
