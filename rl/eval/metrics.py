@@ -69,6 +69,7 @@ Definitions and choices:
 - Empty input, an empty tier or a zero denominator give nan, never an exception. The default variant's keys are always
   present so that logged series keep the same keys.
 Left out: per-request clustering of samples (several samples of one request are counted as independent).
+The anti-AI-lab eval's keys (`<p>/anti_lab/<t>/...`) are listed at `anti_lab_metrics`.
 """
 from __future__ import annotations
 
