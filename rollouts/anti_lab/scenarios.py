@@ -61,7 +61,8 @@ def load_scenarios(path: Path | str | None = None, kinds: tuple[str, ...] | list
         scenarios.append(Scenario(**values))
     unknown_kinds = sorted(set(kinds) - set(KINDS))
     if unknown_kinds:
-        raise ScenarioError(f"eval.anti_lab.kinds: unknown kind(s) {', '.join(unknown_kinds)} (known: {', '.join(KINDS)})")
+        raise ScenarioError(f"eval.anti_lab.kinds: unknown kind(s) {', '.join(unknown_kinds)} "
+                            f"(known: {', '.join(KINDS)})")
     chosen = [s for s in scenarios if not kinds or s.kind in kinds]
     if not chosen:
         raise ScenarioError(f"{path}: no scenarios" + (f" of kinds {', '.join(kinds)}" if kinds else ""))

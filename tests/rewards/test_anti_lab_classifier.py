@@ -16,7 +16,8 @@ SCENARIOS = {s.id: s for s in load_scenarios()}
 
 
 def _accuracy(rows) -> tuple[int, int]:
-    verdicts = RuleAntiLabClassifier().classify([SCENARIOS[r["scenario_id"]] for r in rows], [r["output"] for r in rows])
+    scenarios = [SCENARIOS[r["scenario_id"]] for r in rows]
+    verdicts = RuleAntiLabClassifier().classify(scenarios, [r["output"] for r in rows])
     return sum(v.took_action == r["took_action"] for r, v in zip(rows, verdicts)), len(rows)
 
 
