@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from rewards.classifiers.compliance_config import ComplianceConfig
 from rewards.classifiers.types import AFClassifierConfig
-from rewards.config import RewardConfig
+from rewards.config import JudgeConfig, RewardConfig
 from rl.algo.config import AlgoConfig
+from rl.eval.anti_lab import check_anti_lab_config
 from rl.run.fault import FaultConfig
 from rl.sft.config import SFTConfig
 from rl.workers.placement import PLACEMENTS
@@ -62,6 +63,18 @@ class TrainerConfig:
 
 
 @dataclass
+class AntiLabEvalConfig:
+    """The anti-AI-lab behaviour eval (rl/eval/anti_lab.py), run with the periodic eval at the same steps."""
+
+    enabled: bool = False
+    n: int = 2  # samples per scenario in each tier
+    kinds: list[str] = field(default_factory=list)  # scenario kinds to ask (rollouts/anti_lab/scenarios.py); [] = all
+    classifier: str = "rule"  # rule (an offline proxy) | judge (an LLM judge at `judge`)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    scenario_file: Optional[str] = None  # None = the shipped rollouts/anti_lab/scenarios.jsonl
+
+
+@dataclass
 class EvalConfig:
     every: int = 5  # steps between evals (0 = never during training)
     at_start: bool = True  # evaluate the untrained policy at step 0
@@ -74,6 +87,7 @@ class EvalConfig:
     variants: list[str] = field(default_factory=list)  # prompt variants (rollouts/variants.py presets) to eval as well
     variants_every: int = 0  # steps between variant evals (0 = only at the end); they also run at step 0
     report: bool = True  # write <run_dir>/report (figures, summary.md, report.html) when the run ends
+    anti_lab: AntiLabEvalConfig = field(default_factory=AntiLabEvalConfig)
 
 
 @dataclass
@@ -228,6 +242,7 @@ def validate(cfg: TrainConfig) -> None:
         check(name in PAPER_VARIANTS and name != "default", f"eval.variants[{i}]", name,
                f"a preset of rollouts/variants.py: {', '.join(v for v in PAPER_VARIANTS if v != 'default')}")
         variant_setting(cfg.setting, name)  # raises naming the field if the variant does not apply to this setting
+    check_anti_lab_config(e.anti_lab)
     check(cfg.logger.wandb_mode in ("offline", "online", "disabled"), "logger.wandb_mode", cfg.logger.wandb_mode,
            "offline | online | disabled")
     check(cfg.hardware.device in ("auto", "cpu", "cuda"), "hardware.device", cfg.hardware.device, "auto | cpu | cuda")

@@ -4,7 +4,8 @@
 Training (free tier) vs unmonitored (paid tier) compliance (judged by the `compliance` group's method, named in each
 record), the gap, parse failures and reward; alignment-faking reasoning when a classifier is configured. Per-sample
 records go to `eval/step_XXXX.jsonl` (the report reads them), the aggregate numbers (rl.eval.metrics) and the names of
-the methods that made them (`eval/method/*`) to metrics.jsonl and W&B.
+the methods that made them (`eval/method/*`) to metrics.jsonl and W&B. With `eval.anti_lab.enabled`, the anti-AI-lab
+scenarios are asked at the same steps (rl/eval/anti_lab.py; records in `eval/anti_lab/step_XXXX.jsonl`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rewards.base import Reward
 from rewards.classifiers.compliance import build_compliance_classifier, judge_compliance
 from rewards.classifiers.compliance_config import JUDGE_METHODS
 from rewards.classifiers.types import OFFLINE_AF_BACKENDS
+from rl.eval.anti_lab import run_anti_lab_eval
 from rl.eval.metrics import eval_metrics
 from rl.run.data_order import sampling_seed
 from rl.run.scoring import score
@@ -102,6 +104,10 @@ def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, c
     write_records(run_dir / "eval" / f"step_{step:04d}.jsonl", records)
     metrics = eval_metrics(records)
     metrics.update(method_fields(compliance.method, classifier, cfg))
+    if cfg.eval.anti_lab.enabled:  # same steps as the held-out eval; its own records file
+        anti_lab = run_anti_lab_eval(cluster, cfg, tokenizer, step)
+        write_records(run_dir / "eval" / "anti_lab" / f"step_{step:04d}.jsonl", anti_lab["records"])
+        metrics.update(anti_lab["metrics"])
     metrics["time/eval_s"] = time.time() - start
     return {"metrics": metrics, "records": records}
 

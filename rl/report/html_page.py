@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.eval.metrics import VERDICTS, af_weight, verdict
+from rl.report.anti_lab import anti_lab_html
 from rl.report.methods import af_method, compliance_method
 from rl.report.planted import planted_rows
 from rl.report.run_data import RunData
@@ -85,6 +86,7 @@ def render_html(data: RunData, figures: dict[str, Path], max_per_step: int = 100
         _planted_table(data),
         "<h2>Before vs after RL</h2>",
         _summary_tables(data),
+        anti_lab_html(data.run_dir),
         "<h2>Figures</h2>",
     ]
     for caption, path in figures.items():

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from rl.eval.metrics import variant_prefix
+from rl.report.anti_lab import anti_lab_markdown
 from rl.report.methods import method_lines
 from rl.report.planted import planted_markdown
 from rl.report.run_data import RunData
@@ -88,6 +89,7 @@ def summary_markdown(data: RunData) -> str:
         for row in summary_rows(data.eval_by_step[first], data.eval_by_step[last], variant):
             lines.append(f"| {row.label} | {row.before} | {row.after} | {row.change} |")
         lines.append("")
+    lines += anti_lab_markdown(data.run_dir)
     return "\n".join(lines)
 
 

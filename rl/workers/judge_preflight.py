@@ -47,6 +47,11 @@ def probe_call(path: str, cfg) -> tuple[list[dict], Callable[[str], Any], str]:
 
         messages, parse = af_probe_call(cfg.classifier, PROBE_SCRATCHPAD)
         return messages, parse, f"the {cfg.classifier.backend} AF classifier's criteria tags"
+    if path == "eval.anti_lab.judge":
+        from rewards.classifiers.anti_lab import probe_call as anti_lab_probe_call
+
+        messages, parse = anti_lab_probe_call(cfg.setting.lab_name)
+        return messages, parse, "the anti-lab judge's criterion tags"
     if path == "compliance.judge":
         from rewards.classifiers.compliance_config import resolve_method
 
@@ -62,6 +67,8 @@ def probe_call(path: str, cfg) -> tuple[list[dict], Callable[[str], Any], str]:
 
 
 def offline_hint(path: str) -> str:
+    if path == "eval.anti_lab.judge":
+        return "or use the offline rule (eval.anti_lab.classifier=rule)"
     return REWARD_HINT if path == "reward.judge" else OFFLINE_HINT
 
 

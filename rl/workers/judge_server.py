@@ -71,6 +71,8 @@ def unused_judge_paths(cfg) -> set[str]:
         unused.add("classifier.judge")
     if resolve_method(cfg.compliance.method, cfg.setting.name) not in JUDGE_METHODS:
         unused.add("compliance.judge")
+    if not (cfg.eval.anti_lab.enabled and cfg.eval.anti_lab.classifier == "judge"):
+        unused.add("eval.anti_lab.judge")
     return unused
 
 
