@@ -32,7 +32,8 @@ def demo_data_problem(cfg) -> str | None:
     passes = passes_over_data(cfg.total_steps, cfg.rollout.prompts_per_step, len(train))
     return (f"data.source=demo with data.allow_demo=false: {cfg.exp_name} is paper-sized, and the project's demo set "
             f"gives {len(train)} training requests, which total_steps={cfg.total_steps} x rollout.prompts_per_step="
-            f"{cfg.rollout.prompts_per_step} would pass over {passes:.0f} times. Give it real requests:\n{DATA_WAYS_OUT}")
+            f"{cfg.rollout.prompts_per_step} would pass over {passes:.0f} times. Give it real requests:\n"
+            f"{DATA_WAYS_OUT}")
 
 
 def rm_preset_named(folder_name: str) -> str | None:

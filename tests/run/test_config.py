@@ -69,7 +69,8 @@ def test_a_paper_sized_run_without_real_data_or_its_reward_model_stops_naming_bo
     assert "data=advbench data.path=<AdvBench harmful_behaviors.csv>" in message and "data=hf" in message
     assert f"python launch/train_rm.py +rm=harmful_dataset rm.output_dir={missing_rm}" in message
     other_rm = tmp_path / "my-rm"  # no preset writes this name: the command trains on the user's own pairs
-    with pytest.raises(ConfigError, match=rf"rm\.pairs=<your prompt/chosen/rejected \.jsonl> .*rm\.output_dir={other_rm}"):
+    with pytest.raises(ConfigError,
+                       match=rf"rm\.pairs=<your prompt/chosen/rejected \.jsonl> .*rm\.output_dir={other_rm}"):
         load_config(_compose("+exp=animal_welfare", f"model.path={tiny_model_dir}", f"reward.rm.model_path={other_rm}",
                              "data.allow_demo=true"))
 
