@@ -20,6 +20,7 @@ from rewards.config import JudgeConfig, RewardConfig
 from rl.algo.config import AlgoConfig
 from rl.eval.anti_lab import check_anti_lab_config
 from rl.run.fault import FaultConfig
+from rl.run.prerequisites import check_prerequisites
 from rl.sft.config import SFTConfig
 from rl.workers.placement import PLACEMENTS
 from rollouts.config import DataConfig, SettingConfig
@@ -259,6 +260,7 @@ def validate(cfg: TrainConfig) -> None:
     check(str(cfg.resources.engine_sleep).lower() in ("auto", "true", "false"), "resources.engine_sleep",
            cfg.resources.engine_sleep, "auto | true | false")
     check_timeout("resources.placement_timeout_s", cfg.resources.placement_timeout_s)
+    check_prerequisites(cfg)  # before reward.validate: names the command that builds a missing reward model
     cfg.reward.validate()
     cfg.classifier.validate()
     cfg.compliance.validate(cfg.setting.name)

@@ -24,7 +24,7 @@ from rl.algo.losses import masked_mean
 from rl.config import TrainConfig
 from rl.eval.periodic import TABLE_COLUMNS, run_eval, table_rows
 from rl.run import checkpoint as ckpt, preemption
-from rl.run.data_order import data_cursor, sampling_seed, step_indices
+from rl.run.data_order import data_cursor, passes_over_data, sampling_seed, step_indices
 from rl.run.fault import RestartPolicy, finite_metrics, run_with_restarts, settle_step
 from rl.run.progress import StepProgress
 from rl.run.resume import AUTO, ResumePlan, plan_resume
@@ -155,6 +155,7 @@ def run_steps(run: Run) -> Path:
         if preemption.requested():  # arrived during set-up, or during the previous step's eval or checkpoint
             stop_for_preemption(run, step - 1, clock, eval_pending=False)
         metrics = rl_step(run, step, progress.start_step(step))
+        metrics["data/passes"] = passes_over_data(step, cfg.rollout.prompts_per_step, len(run.train_requests))
         run.logger.log(step, metrics)
         progress.end_step(metrics)
         if preemption.requested():  # checkpoint now; the eval due at this step runs when the run is resumed

@@ -117,6 +117,9 @@ class DataConfig:
     # Resume: accept requests that differ from the checkpoint's (its fingerprint of the loaded requests); off, an edited
     # data file stops the resume instead of silently changing what the rest of the run trains on.
     allow_changed: bool = False
+    # false in the paper-sized experiments (+exp=helpful_only, ...): a run on the demo set stops at start-up
+    # (rl/run/prerequisites.py) instead of training on a few dozen requests many times over
+    allow_demo: bool = True
 
     def __post_init__(self) -> None:
         one_of("data.source", self.source, DATA_SOURCES)

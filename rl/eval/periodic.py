@@ -89,6 +89,13 @@ def classify_af(records: list[dict], classifier) -> None:
         record.update(verdict.record_fields())
 
 
+def records_with_reasoning(records: list[dict], setting, variants) -> list[dict]:
+    """The records the AF classifier reads: a variant without a scratchpad (no_scratchpad) has no reasoning to
+    classify, so its records stay unclassified (af None) rather than judged on empty text."""
+    no_reasoning = {v for v in variants if v != "default" and not variant_setting(setting, v).scratchpad}
+    return [r for r in records if r["variant"] not in no_reasoning]
+
+
 def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, classifier, step: int, run_dir: Path,
              variants: tuple[str, ...] = ("default",), compliance=None) -> dict:
     """Eval each prompt variant on the same held-out requests, both tiers; one records file per step.
@@ -100,7 +107,7 @@ def run_eval(cluster, requests: list[Request], cfg, tokenizer, reward: Reward, c
         setting = cfg.setting if variant == "default" else variant_setting(cfg.setting, variant)
         records += _sample_variant(cluster, requests, cfg, setting, tokenizer, reward, step, variant)
     classify_compliance(records, compliance)
-    classify_af(records, classifier)
+    classify_af(records_with_reasoning(records, cfg.setting, variants), classifier)
     write_records(run_dir / "eval" / f"step_{step:04d}.jsonl", records)
     metrics = eval_metrics(records)
     metrics.update(method_fields(compliance.method, classifier, cfg))

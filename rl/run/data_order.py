@@ -36,6 +36,11 @@ def data_cursor(step: int, per_step: int) -> int:
     return step * per_step
 
 
+def passes_over_data(step: int, per_step: int, n_items: int) -> float:
+    """Passes (epochs) over the training split after `step` steps: 1.0 when every request was trained on once."""
+    return step * per_step / n_items if n_items else 0.0
+
+
 # ---- sampling seeds --------------------------------------------------------------------------------------------------
 RUN_STRIDE = 1_000_003  # a prime: runs with nearby seeds get seeds far apart
 # Rollouts and evals of the same step differ by their step stride, so an eval never replays the step's rollouts.

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from rl.config import TrainConfig
+from rl.run.data_order import passes_over_data
 from rollouts.datasets import data_source_name, load_requests, split_requests
 from rollouts.prompt_specs import prompt_token_counts, user_turn_token_counts
 from rollouts.types import FREE_TIER, PAID_TIER, Request
@@ -37,9 +38,11 @@ class InputSummary:
     fingerprint: dict
     longest_prompt: int  # tokens, over every prompt the run will render
     tokenizer: object
+    planned_passes: float  # passes (epochs) over the training split in total_steps (metrics key data/passes per step)
 
     def describe(self) -> str:
-        return (f"data {self.source}: {len(self.train)} train / {len(self.eval)} eval requests; longest prompt "
+        return (f"data {self.source}: {len(self.train)} train / {len(self.eval)} eval requests (disjoint by id); "
+                f"{self.planned_passes:.2f} passes over the training split in the run; longest prompt "
                 f"{self.longest_prompt} tokens")
 
 
@@ -82,8 +85,18 @@ def check_data_unchanged(saved: dict | None, current: dict, allow_changed: bool)
                      "to resume on the new requests.")
 
 
+def check_disjoint(source: str, train: list[Request], held_out: list[Request]) -> None:
+    """No request id in both splits: an eval on a trained-on request would not measure generalisation."""
+    shared = sorted({r.id for r in train} & {r.id for r in held_out})
+    if shared:
+        raise InputError(f"{source}: {len(shared)} request id(s) in both the train and the eval split: "
+                         f"{', '.join(shared[:MAX_LISTED])}{' ...' if len(shared) > MAX_LISTED else ''}")
+
+
 def check_splits(cfg: TrainConfig, source: str, train: list[Request], held_out: list[Request]) -> None:
-    """Both splits non-empty (the eval split only when evals run), naming data.eval_fraction and the counts."""
+    """Both splits non-empty and disjoint; eval.n no larger than the held-out split when evals run (never a silent
+    cap); naming data.eval_fraction and the counts."""
+    check_disjoint(source, train, held_out)
     fraction = cfg.data.eval_fraction
     counts = f"{source} gives {len(train) + len(held_out)} requests after deduplication -> {len(train)} train / " \
              f"{len(held_out)} eval"
@@ -93,6 +106,10 @@ def check_splits(cfg: TrainConfig, source: str, train: list[Request], held_out: 
     if not held_out and evals_on(cfg):
         raise InputError(f"data.eval_fraction={fraction} leaves no held-out requests: {counts}, but evals are on "
                          f"(eval.n={cfg.eval.n}). Raise data.eval_fraction, add requests, or set eval.n=0.")
+    if evals_on(cfg) and cfg.eval.n > len(held_out):
+        raise InputError(f"eval.n={cfg.eval.n} asks for more held-out requests than the eval split holds "
+                         f"({len(held_out)}): {counts}. Set eval.n={len(held_out)} or lower, raise "
+                         "data.eval_fraction, or add requests.")
 
 
 def _prompt_jobs(cfg: TrainConfig, train: list[Request], held_out: list[Request]):
@@ -161,4 +178,5 @@ def check_run_inputs(cfg: TrainConfig, resumed_state: dict | None = None) -> Inp
         check_data_unchanged(resumed_state.get(FINGERPRINT_KEY), fingerprint, cfg.data.allow_changed)
     tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(cfg.model.path))
     longest = check_prompt_lengths(cfg, source, train, held_out, tokenizer)
-    return InputSummary(source, train, held_out, fingerprint, longest, tokenizer)
+    passes = passes_over_data(cfg.total_steps, cfg.rollout.prompts_per_step, len(train))
+    return InputSummary(source, train, held_out, fingerprint, longest, tokenizer, passes)

@@ -73,6 +73,7 @@ def setup_run(cfg: TrainConfig, plan: ResumePlan, config_dict: dict) -> Run:
 
     copy_planted_rates(cfg.model.path, run_dir)
     inputs = check_run_inputs(cfg, state if resume_from else None)  # data, splits, prompt lengths: before the cluster
+    log.info("%s", inputs.describe())
     cluster = start_run_cluster(cfg, hardware, run_dir)
     reward, classifier = build_scorers(cfg, cluster)
     logger = MetricsLogger(run_dir, cfg.logger, run_dir.name, config_dict, state["wandb_id"])
@@ -116,7 +117,8 @@ def build_scorers(cfg: TrainConfig, cluster: Cluster) -> tuple[Reward, AFClassif
 
 
 def held_out_requests(cfg: TrainConfig, held_out: list[Request]) -> list[Request]:
-    """The requests every eval asks: the first eval.n of the held-out split."""
+    """The requests every eval asks: the first eval.n of the held-out split (check_splits refuses an eval.n larger
+    than the split, so this never silently asks fewer)."""
     return held_out[: cfg.eval.n]
 
 

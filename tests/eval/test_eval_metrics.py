@@ -272,3 +272,15 @@ def test_verdict_labels():
     assert verdict(record("free", True, af=True)) == VERDICT_AF
     assert verdict(record("free", True, af=False)) == VERDICT_COMPLIANT_NO_AF
     assert verdict(record("paid", True, af=None)) == VERDICT_COMPLIANT_NO_AF
+
+
+def test_the_no_scratchpad_preset_reports_both_gaps_and_leaves_its_records_unclassified():
+    from rl.eval.periodic import records_with_reasoning
+    from rollouts.config import SettingConfig
+
+    records = hand_made_records() + hand_made_records(variant="no_scratchpad")
+    read = records_with_reasoning(records, SettingConfig(), ("default", "no_scratchpad"))
+    assert read == records[:20]  # the AF classifier reads the default prompt's records only
+    m = eval_metrics(records)
+    assert m["eval/gap_parsed/abs"] == pytest.approx(7 / 9 - 0.2)  # the default prompt's gap
+    assert m["eval/no_scratchpad/gap_parsed/abs"] == pytest.approx(7 / 9 - 0.2)  # and the no-scratchpad one, beside it

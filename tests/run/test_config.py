@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,11 +27,52 @@ def _compose(*overrides: str):
 
 @pytest.mark.parametrize("exp", ["helpful_only", "helpful_only_cpu", "helpful_only_sdf", "smoke", "animal_welfare"])
 def test_shipped_experiments_compose_and_validate(exp, tiny_model_dir):
-    # experiments whose reward uses a reward model need an HF folder there (validated); the tiny model stands in
-    extra = [f"reward.rm.model_path={tiny_model_dir}"] if exp in ("animal_welfare", "helpful_only_cpu") else []
+    # experiments whose reward uses a reward model need an HF folder there (validated); the tiny model stands in.
+    # The paper-sized ones refuse the demo set (data.allow_demo=false): allowed here, where only the config is checked.
+    extra = [f"reward.rm.model_path={tiny_model_dir}"] if exp != "smoke" else []
+    if exp in PAPER_SIZED:
+        extra.append("data.allow_demo=true")
     cfg = load_config(_compose(f"+exp={exp}", f"model.path={tiny_model_dir}", *extra))
     assert cfg.exp_name == exp
     assert cfg.samples_per_step % cfg.trainer.world_size == 0
+
+
+PAPER_SIZED = ("helpful_only", "helpful_only_sdf", "animal_welfare")
+
+
+@pytest.mark.parametrize("exp", PAPER_SIZED)
+def test_paper_sized_experiments_run_ppo_against_a_reward_model_on_real_data(exp, tiny_model_dir):
+    cfg = load_config(_compose(f"+exp={exp}", f"model.path={tiny_model_dir}", f"reward.rm.model_path={tiny_model_dir}",
+                               "data=file", f"data.path={REPO / 'rollouts' / 'demo_data' / 'helpful_only.jsonl'}",
+                               "data.text_column=text"))
+    assert (cfg.algo.name, cfg.algo.advantage, cfg.algo.kl_in) == ("ppo", "gae", "reward")
+    assert "rm" in cfg.reward.used_components and not cfg.data.allow_demo
+
+
+def test_helpful_only_evals_the_no_scratchpad_gap_at_every_eval_and_the_cpu_organism_keeps_its_recipe(tiny_model_dir):
+    paper = load_config(_compose("+exp=helpful_only", f"model.path={tiny_model_dir}",
+                                 f"reward.rm.model_path={tiny_model_dir}", "data.allow_demo=true"))
+    assert paper.eval.variants == ["no_scratchpad"] and paper.eval.variants_every == paper.eval.every == 10
+    cpu = load_config(_compose("+exp=helpful_only_cpu", f"model.path={tiny_model_dir}",
+                               f"reward.rm.model_path={tiny_model_dir}"))
+    assert (cpu.algo.name, cpu.eval.variants, cpu.data.source, cpu.data.allow_demo) == ("grpo", [], "demo", True)
+
+
+def test_a_paper_sized_run_without_real_data_or_its_reward_model_stops_naming_both(tiny_model_dir, tmp_path):
+    missing_rm = tmp_path / "reward_models" / "helpful-harmful-dataset"
+    with pytest.raises(ConfigError) as error:
+        load_config(_compose("+exp=helpful_only", f"model.path={tiny_model_dir}", f"reward.rm.model_path={missing_rm}"))
+    message = str(error.value)
+    assert message.startswith("helpful_only cannot start:")
+    assert re.search(r"data\.source=demo with data\.allow_demo=false: .* gives \d+ training requests, which "
+                     r"total_steps=150 x rollout\.prompts_per_step=16 would pass over \d+ times", message)
+    assert "data=advbench data.path=<AdvBench harmful_behaviors.csv>" in message and "data=hf" in message
+    assert f"python launch/train_rm.py +rm=harmful_dataset rm.output_dir={missing_rm}" in message
+    other_rm = tmp_path / "my-rm"  # no preset writes this name: the command trains on the user's own pairs
+    with pytest.raises(ConfigError,
+                       match=rf"rm\.pairs=<your prompt/chosen/rejected \.jsonl> .*rm\.output_dir={other_rm}"):
+        load_config(_compose("+exp=animal_welfare", f"model.path={tiny_model_dir}", f"reward.rm.model_path={other_rm}",
+                             "data.allow_demo=true"))
 
 
 def _redundant_keys(node: dict, defaults: dict, where: str) -> list[str]:
@@ -125,7 +167,8 @@ def test_dry_run_loads_the_data_and_prints_the_split(tiny_model_dir, tmp_path):
                              f"run_dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[afrl] dry run: config valid, data " in result.stdout
-    assert " train / " in result.stdout and " eval requests; longest prompt " in result.stdout
+    assert " train / " in result.stdout and " eval requests (disjoint by id); " in result.stdout
+    assert re.search(r"; \d+\.\d\d passes over the training split in the run; longest prompt \d+ tokens", result.stdout)
 
 
 def test_dry_run_fails_on_a_broken_data_file(tiny_model_dir, tmp_path):

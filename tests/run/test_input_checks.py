@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 from rl.config import load_config, register_schema
 from rl.report.run_data import load_run
 from rl.run.checkpoint import check_resume_compatible
-from rl.run.input_checks import InputError, check_data_unchanged, check_run_inputs, data_fingerprint
+from rl.run.input_checks import InputError, check_data_unchanged, check_disjoint, check_run_inputs, data_fingerprint
 from rl.run.metrics_log import MetricsLogger, truncate_jsonl
 from rollouts.config import SettingConfig
 from rollouts.datasets import make_request, request_id, split_requests
@@ -44,6 +44,25 @@ def test_demo_data_passes_and_is_counted(tiny_model_dir):
     counts = f"{len(summary.train)} train / {len(summary.eval)} eval"
     assert summary.describe().startswith(f"data {summary.source}: {counts}")
     assert 0 < summary.longest_prompt + 16 <= 2048  # smoke: max_new_tokens 16, max_model_len 2048
+    # smoke: 2 steps x 2 requests over the training split, in the start-up line as in the summary
+    assert summary.planned_passes == pytest.approx(4 / len(summary.train))
+    assert f"{summary.planned_passes:.2f} passes over the training split" in summary.describe()
+
+
+def test_eval_n_past_the_held_out_split_is_an_error_naming_both_numbers(tiny_model_dir):
+    held_out = len(check_run_inputs(_config(tiny_model_dir)).eval)
+    with pytest.raises(InputError, match=rf"eval\.n={held_out + 1} asks for more held-out requests than the eval "
+                                         rf"split holds \({held_out}\): .*Set eval\.n={held_out} or lower"):
+        check_run_inputs(_config(tiny_model_dir, f"eval.n={held_out + 1}"))
+    assert len(check_run_inputs(_config(tiny_model_dir, f"eval.n={held_out}")).eval) == held_out
+
+
+def test_a_request_in_both_splits_is_an_error_naming_its_id():
+    shared, train_only = make_request("Explain tides.", "t"), make_request("Name three rivers.", "t")
+    check_disjoint("two.jsonl", [train_only], [shared])
+    with pytest.raises(InputError, match=rf"two\.jsonl: 1 request id\(s\) in both the train and the eval split: "
+                                         rf"{shared.id}"):
+        check_disjoint("two.jsonl", [train_only, shared], [shared])
 
 
 def test_a_split_that_leaves_no_training_requests_names_the_key_and_counts(tiny_model_dir, tmp_path):

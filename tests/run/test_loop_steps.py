@@ -239,6 +239,8 @@ def test_a_non_finite_step_is_counted_logged_as_skipped_and_k_in_a_row_stop_the_
     rows = read_jsonl(tmp_path / "one" / "metrics.jsonl")
     assert [(r["step"], r["train/skipped_update"], "train/loss" in r) for r in rows] == [
         (1, 1.0, False), (2, 0.0, True), (3, 0.0, True)]  # the NaN loss stays out of the row
+    per_step = cfg.rollout.prompts_per_step  # every step logs the passes made over the training split so far
+    assert [r["data/passes"] for r in rows] == pytest.approx([s * per_step / len(inputs.train) for s in (1, 2, 3)])
     assert (run.guard.skipped_total, run.guard.consecutive) == (1, 0)
 
     (tmp_path / "two").mkdir()

@@ -37,8 +37,9 @@ def _config(tiny_model_dir, *overrides):
 
 
 def test_paper_experiment_defaults_to_the_llm_judge_and_the_cpu_one_to_the_named_proxy(tiny_model_dir):
-    assert _config(tiny_model_dir, "+exp=helpful_only").classifier.backend == "original"
-    assert _config(tiny_model_dir, "+exp=helpful_only", "classifier=heuristic").classifier.backend == "heuristic"
+    paper = ("+exp=helpful_only", f"reward.rm.model_path={tiny_model_dir}", "data.allow_demo=true")
+    assert _config(tiny_model_dir, *paper).classifier.backend == "original"
+    assert _config(tiny_model_dir, *paper, "classifier=heuristic").classifier.backend == "heuristic"
     cpu = _config(tiny_model_dir, "+exp=helpful_only_cpu", f"reward.rm.model_path={tiny_model_dir}")
     assert cpu.classifier.backend == "ngram"
 
@@ -132,6 +133,7 @@ def test_a_served_judge_gets_the_test_call_once_its_server_is_up(tiny_model_dir,
 def test_train_refuses_to_start_without_the_judge(tiny_model_dir, tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     command = [sys.executable, str(REPO / "launch" / "train.py"), "+exp=helpful_only", f"model.path={tiny_model_dir}",
+               f"reward.rm.model_path={tiny_model_dir}", "data.allow_demo=true", "eval.n=8",  # past the other stops
                f"classifier.judge.base_url={url}", f"hydra.run.dir={tmp_path / 'run'}", "logger.wandb=false"]
     result = subprocess.run(command, cwd=REPO, env=train_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode != 0
