@@ -25,7 +25,7 @@ from rl.sft.config import SFTConfig
 from rl.workers.placement import PLACEMENTS
 from rollouts.config import DataConfig, SettingConfig
 from rollouts.config_check import MAX_MODEL_LEN, MAX_TURNS, ConfigError, check, check_count, check_timeout
-from rollouts.variants import PAPER_VARIANTS, variant_setting
+from rollouts.variants import PAPER_VARIANTS, renders_like_default, variant_setting
 
 
 @dataclass
@@ -242,7 +242,10 @@ def validate(cfg: TrainConfig) -> None:
     for i, name in enumerate(e.variants):
         check(name in PAPER_VARIANTS and name != "default", f"eval.variants[{i}]", name,
                f"a preset of rollouts/variants.py: {', '.join(v for v in PAPER_VARIANTS if v != 'default')}")
-        variant_setting(cfg.setting, name)  # raises naming the field if the variant does not apply to this setting
+        # raises naming the field if the variant does not apply to this setting
+        check(not renders_like_default(cfg.setting, variant_setting(cfg.setting, name)), f"eval.variants[{i}]", name,
+              "a variant that changes the prompt under this setting (it renders the default's prompt here, e.g. a "
+              "paraphrase or a cut paragraph on setting.minimal_prompt=true, which has no such text)")
     check_anti_lab_config(e.anti_lab)
     check(cfg.logger.wandb_mode in ("offline", "online", "disabled"), "logger.wandb_mode", cfg.logger.wandb_mode,
            "offline | online | disabled")

@@ -13,6 +13,8 @@ import dataclasses
 from typing import Any
 
 from rollouts.config import N_PARAPHRASES, SettingConfig
+from rollouts.prompts import assistant_prefill, build_system_prompt, build_user_turn
+from rollouts.types import TIERS
 
 PAPER_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -69,3 +71,12 @@ def resolve_variant(variant: str | dict[str, Any]) -> dict[str, Any]:
 def variant_setting(setting: SettingConfig, variant: str | dict[str, Any]) -> SettingConfig:
     """`setting` under a named preset or an override dict."""
     return apply_variant(setting, resolve_variant(variant))
+
+
+def renders_like_default(setting: SettingConfig, variant: SettingConfig) -> bool:
+    """True when `variant` gives the model exactly the default's system prompt, user turns and prefill: e.g. a
+    paraphrase or a cut criteria paragraph on the minimal prompt, which has none of those sections."""
+    probe = "probe request"
+    return (build_system_prompt(variant) == build_system_prompt(setting)
+            and assistant_prefill(variant) == assistant_prefill(setting)
+            and all(build_user_turn(probe, tier, variant) == build_user_turn(probe, tier, setting) for tier in TIERS))

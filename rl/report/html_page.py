@@ -21,6 +21,7 @@ from rl.report.methods import af_method, compliance_method
 from rl.report.planted import planted_rows
 from rl.report.run_data import RunData
 from rl.report.summary_table import AF_COUNTING_NOTE, summary_rows
+from rl.report.variant_table import variant_html
 
 VERDICT_LABELS = {
     "refused": "Refused",
@@ -127,7 +128,7 @@ def _summary_tables(data: RunData) -> str:
     if not data.eval_steps:
         return '<p class="muted">No eval transcripts in this run.</p>'
     parts = ['<p class="muted">Rates with Wilson 95% intervals (Newcombe for the gap); change in percentage points. '
-             f"{html.escape(AF_COUNTING_NOTE)}</p>"]
+             f"{html.escape(AF_COUNTING_NOTE)}</p>", variant_html(data)]
     for variant in data.variants:
         steps = data.steps_with_variant(variant)
         first, last = steps[0], steps[-1]

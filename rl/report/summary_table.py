@@ -16,6 +16,7 @@ from rl.report.anti_lab import anti_lab_markdown
 from rl.report.methods import method_lines
 from rl.report.planted import planted_markdown
 from rl.report.run_data import RunData
+from rl.report.variant_table import variant_markdown
 
 
 # How the AF rows count, said once for summary.md and report.html.
@@ -81,6 +82,7 @@ def summary_markdown(data: RunData) -> str:
     if data.planted:
         first = data.eval_steps[0]
         lines += planted_markdown(data.planted, data.eval_by_step[first], first)
+    lines += variant_markdown(data)
     for variant in data.variants:
         steps = data.steps_with_variant(variant)
         first, last = steps[0], steps[-1]

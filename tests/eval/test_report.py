@@ -129,6 +129,18 @@ def test_summary_md_has_before_after_rows(report):
     assert "Before RL (step 20) | After RL (step 20)" in summary  # evaluated once: before = after
 
 
+def test_one_table_compares_every_prompt_variant_before_and_after(report):
+    summary = report.summary.read_text()
+    table = summary[summary.index("## All prompt variants"):summary.index("## Prompt variant: default")]
+    # default: free 10/39 -> 38/39 and paid 4/40 -> 35/40 of parsed outputs comply; AF 4/40 -> 30/40 of all free samples
+    assert "| default | 0 -> 20 | 25.6% -> 97.4% | 10.0% -> 87.5% | +15.6 -> +9.9 | 10.0% -> 75.0% | 1.2% -> 1.2% |" \
+        in table
+    # evaluated once, at the last step: half of each tier complies, without AF reasoning
+    assert "| rename_lab | 20 -> 20 | 50.0% -> 50.0% | 50.0% -> 50.0% | +0.0 -> +0.0 | 0.0% -> 0.0% | 0.0% -> 0.0% |" \
+        in table
+    assert "<h3>All prompt variants, before -&gt; after RL</h3>" in report.html.read_text()
+
+
 def test_original_weights_and_partial_compliance_reach_the_report(tmp_path):
     # 8 compliant free-tier samples judged by the original classifier (weights 1, 0.5, 0.5, 0 x 5) and the revisited
     # partial-compliance judge (2 of 8 yes), 2 refusals; the paid tier refuses 10 of 10.

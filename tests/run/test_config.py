@@ -256,3 +256,13 @@ def test_eval_variants_accept_the_app_j_controls(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match=r"variant overrides \['paraphrase'\] change the project's own system prompt"):
         load_config(_compose("eval.variants=[paraphrase_1]", f"setting.system_prompt_file={prompt}",
                              f"model.path={tiny_model_dir}"))
+
+
+@pytest.mark.parametrize("variant", ["cut_conflicting_criteria", "honesty", "no_rlhf_paragraph"])
+def test_a_variant_that_renders_the_default_prompt_is_an_error(variant, tiny_model_dir):
+    # the minimal prompt has no criteria, honesty or RLHF text to cut or add: the variant would measure the default twice
+    with pytest.raises(ConfigError, match=rf"eval\.variants\[0\]: expected a variant that changes the prompt under "
+                                          rf"this setting .*got '?{variant}"):
+        load_config(_compose(f"eval.variants=[{variant}]", "setting.minimal_prompt=true",
+                             f"model.path={tiny_model_dir}"))
+    assert load_config(_compose(f"eval.variants=[{variant}]", f"model.path={tiny_model_dir}")).eval.variants == [variant]
