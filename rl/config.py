@@ -29,10 +29,23 @@ from rollouts.variants import PAPER_VARIANTS, renders_like_default, variant_sett
 
 
 @dataclass
+class LoraConfig:
+    """A LoRA policy (PEFT) when rank > 0: only the adapters train; the reference is the base with adapters off."""
+
+    rank: int = 0  # 0 = full fine-tuning
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # PEFT's names, or "all-linear"
+
+
+@dataclass
 class ModelConfig:
     name: str = "smollm2_135m"
     path: str = "???"  # local HF folder or hub id
     gradient_checkpointing: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    # for the memory plan when config.json is not at hand (a hub id on a machine without it); None = count from it
+    params_billion: Optional[float] = None
 
 
 @dataclass
@@ -51,11 +64,18 @@ class RolloutConfig:
     enforce_eager: bool = False
     block_size: int | None = None  # vLLM KV block (tokens); None: 32 on CPU (rollouts/engine.py), vLLM's own on GPU
     sync_timeout_s: float = 600.0  # weight sync into the engines; a timeout is an error, never a hang
+    tensor_parallel_size: int = 1  # GPUs per vLLM engine (its bundle holds that many)
+    # auto: NCCL broadcast on GPU (CUDA IPC when colocated), Ray's object store on CPU | object_store | nccl
+    weight_sync: str = "auto"
 
 
 @dataclass
 class TrainerConfig:
     world_size: int = 1  # DeepSpeed ranks (Ray actors)
+    zero_stage: Optional[int] = None  # None = 0 on one rank, 2 on several; 3 also shards the parameters
+    offload_optimizer: bool = False  # ZeRO >= 1: optimizer state in CPU memory
+    offload_params: bool = False  # ZeRO-3: parameters in CPU memory between uses
+    critic_world_size: int = 1  # PPO's critic: its own DeepSpeed ranks, sharded like the policy
     micro_batch_size: int = 4  # sequences per forward/backward on one rank
     # run the prompt prefix shared by a micro-batch's rows once (rl/workers/prefix_sharing.py)
     prefix_sharing: bool = True
@@ -112,6 +132,9 @@ class CheckpointConfig:
     every_minutes: float = 30.0  # also checkpoint after a step when this long has passed since the last one (0 = off)
     keep_last: int = 2
     at_end: bool = True
+    save_hf: bool = False  # also write an HF model folder (merged LoRA) at each checkpoint and at the end
+    push_to_hub: Optional[str] = None  # hub repo id: the final HF folder is pushed there
+    hub_token_env: str = "HF_TOKEN"  # the env var holding the hub token (never read from config)
 
 
 @dataclass
@@ -225,6 +248,25 @@ def validate(cfg: TrainConfig) -> None:
     t = cfg.trainer
     check(t.world_size >= 1, "trainer.world_size", t.world_size, "an int >= 1")
     check(t.micro_batch_size >= 1, "trainer.micro_batch_size", t.micro_batch_size, "an int >= 1")
+    check(t.zero_stage in (None, 0, 1, 2, 3), "trainer.zero_stage", t.zero_stage, "null (auto), 0, 1, 2 or 3")
+    check(not t.offload_params or t.zero_stage == 3, "trainer.offload_params", t.offload_params,
+          "false unless trainer.zero_stage=3 (only ZeRO-3 holds parameters in shards it can offload)")
+    check(not t.offload_optimizer or t.zero_stage in (None, 1, 2, 3), "trainer.offload_optimizer",
+          t.offload_optimizer, "false with trainer.zero_stage=0 (offload needs a ZeRO optimizer)")
+    check(t.critic_world_size >= 1, "trainer.critic_world_size", t.critic_world_size, "an int >= 1")
+    lora = cfg.model.lora
+    check(lora.rank >= 0, "model.lora.rank", lora.rank, "an int >= 0 (0 = full fine-tuning)")
+    check(lora.alpha > 0, "model.lora.alpha", lora.alpha, "a number > 0")
+    check(0 <= lora.dropout < 1, "model.lora.dropout", lora.dropout, "a number in [0, 1)")
+    check(bool(lora.target_modules), "model.lora.target_modules", lora.target_modules, "a non-empty list")
+    check(cfg.model.params_billion is None or cfg.model.params_billion > 0, "model.params_billion",
+          cfg.model.params_billion, "null or a number > 0")
+    check(cfg.rollout.tensor_parallel_size >= 1, "rollout.tensor_parallel_size", cfg.rollout.tensor_parallel_size,
+          "an int >= 1")
+    check(cfg.rollout.weight_sync in ("auto", "object_store", "nccl"), "rollout.weight_sync", cfg.rollout.weight_sync,
+          "auto | object_store | nccl")
+    check(cfg.ckpt.push_to_hub is None or cfg.ckpt.push_to_hub.count("/") == 1, "ckpt.push_to_hub",
+          cfg.ckpt.push_to_hub, "null or a hub repo id <owner>/<name>")
     check(not (t.prefix_sharing and cfg.model.gradient_checkpointing), "trainer.prefix_sharing", t.prefix_sharing,
            "false with model.gradient_checkpointing=true (checkpointed layers drop the shared prefix's cache)")
     per_rank = cfg.samples_per_step / t.world_size
