@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from rl.run import preemption  # noqa: E402
 from rl.config import load_config, register_schema  # noqa: E402
 from rl.run.folder import log_failure_to_files, log_to_file  # noqa: E402
+from rl.workers.memory_plan import config_plan_report  # noqa: E402
 from rollouts.prompts import system_prompt_file_sha256  # noqa: E402
 
 register_schema()
@@ -91,10 +92,13 @@ def run(cfg: DictConfig) -> None:
     if config.setting.system_prompt_file is not None:  # the prompt is the user's file: record which text it was
         info["system_prompt_file"] = config.setting.system_prompt_file
         info["system_prompt_sha256"] = system_prompt_file_sha256(config.setting)
+    info["memory_plan"], plan_text = config_plan_report(config)  # GPU memory per role (rl/workers/memory_plan.py)
     (run_dir / "run_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    log.info("%s", plan_text)
     if config.dry_run:  # the data and every prompt's length are checked too: a dry run passes only what a run would
         from rl.run.input_checks import check_run_inputs
 
+        print(f"[afrl] {plan_text}", flush=True)  # first: it needs no data or tokenizer (a hub id is enough)
         print(f"[afrl] dry run: config valid, {check_run_inputs(config).describe()}, run folder {plan.run_dir}; "
               f"{plan.message}")
         return

@@ -22,7 +22,7 @@ from rl.eval.anti_lab import check_anti_lab_config
 from rl.run.fault import FaultConfig
 from rl.run.prerequisites import check_prerequisites
 from rl.sft.config import SFTConfig
-from rl.workers.placement import PLACEMENTS
+from rl.workers.placement import PLACEMENTS, engine_gpus_problem
 from rollouts.config import DataConfig, SettingConfig
 from rollouts.config_check import MAX_MODEL_LEN, MAX_TURNS, ConfigError, check, check_count, check_timeout
 from rollouts.variants import PAPER_VARIANTS, renders_like_default, variant_setting
@@ -302,6 +302,9 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg.resources, key)
         check(0 < value <= 8, f"resources.{key}", value, "a number of GPUs in (0, 8] (fractions share a GPU)")
     check(cfg.resources.placement in PLACEMENTS, "resources.placement", cfg.resources.placement, " | ".join(PLACEMENTS))
+    engine_gpus = engine_gpus_problem(cfg.rollout.tensor_parallel_size, cfg.resources.engine_gpus)
+    if cfg.resources.placement == "split" and engine_gpus:
+        raise ConfigError(engine_gpus)
     check(str(cfg.resources.engine_sleep).lower() in ("auto", "true", "false"), "resources.engine_sleep",
            cfg.resources.engine_sleep, "auto | true | false")
     check_timeout("resources.placement_timeout_s", cfg.resources.placement_timeout_s)

@@ -98,12 +98,36 @@ def use_cores(share: str) -> None:
     torch.set_num_threads(len(mine))
 
 
+# Where a tensor-parallel engine's vLLM workers go: bundles of the actor's placement group, and each one's GPU share.
+TP_WORKER_ENV = ("VLLM_RAY_BUNDLE_INDICES", "VLLM_RAY_PER_WORKER_GPUS")
+
+
+def tensor_parallel_args(tensor_parallel_size: int, worker_bundles: tuple[int, ...],
+                         worker_gpus: float) -> tuple[dict, dict]:
+    """(vLLM arguments, environment) of an engine with `tensor_parallel_size` workers. TP > 1 runs them through
+    vLLM's Ray executor, one per bundle of `worker_bundles` in the engine actor's placement group (OpenRLHF's way:
+    the multiprocessing executor would start them outside the group, on GPUs Ray gave to other actors)."""
+    if tensor_parallel_size == 1:
+        return {}, {}
+    if len(worker_bundles) != tensor_parallel_size:
+        raise ValueError(f"rollout.tensor_parallel_size={tensor_parallel_size}: the engine's slot has "
+                         f"{len(worker_bundles)} worker bundle(s)")
+    return ({"tensor_parallel_size": tensor_parallel_size, "distributed_executor_backend": "ray"},
+            dict(zip(TP_WORKER_ENV, (",".join(map(str, worker_bundles)), str(worker_gpus)))))
+
+
 class RolloutEngine:
     def __init__(self, model_path: str, engine_kwargs: dict | None = None, env: dict | None = None):
         env = dict(env or {})
         share = env.pop("AFRL_ENGINE_SHARE", None)
         if share:
             use_cores(share)
+        for key in TP_WORKER_ENV:  # this engine's own placement, whatever the environment says
+            if key in env:
+                os.environ[key] = str(env.pop(key))
+        if (engine_kwargs or {}).get("distributed_executor_backend") == "ray":
+            # The actor holds no GPU; its workers find theirs by rank, so no device list may narrow theirs.
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         for key, value in env.items():
             os.environ.setdefault(key, str(value))
         # Keep the engine in this process so collective_rpc("reload_weights") reaches the model.

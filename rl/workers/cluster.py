@@ -20,9 +20,10 @@ from rl.workers.deepspeed_rank import RankSpec
 from rl.workers.judge_process import JudgeServers, point_judges_at_servers, start_judge_servers, wait_until_healthy
 from rl.workers.judge_server import ServedJudge, served_judges
 from rl.workers.placement import (
-    Hardware, PlacementPlan, create_placement_group, get_all_or_raise, plan_placement, slot_options, wait_until_ready,
+    Hardware, PlacementPlan, create_placement_group, engines_on_one_node_each, get_all_or_raise, plan_placement,
+    slot_options, wait_until_ready,
 )
-from rollouts.engine import SamplingSpec, make_engine_actor
+from rollouts.engine import SamplingSpec, make_engine_actor, tensor_parallel_args
 from rollouts.types import PromptSpec, Sample
 
 
@@ -56,7 +57,7 @@ def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = T
         r.placement, cfg.rollout.n_engines, cfg.trainer.world_size if with_trainers else 0,
         with_trainers and cfg.algo.uses_critic, "rm" in cfg.reward.used_components, hardware.device == "cuda",
         r.engine_gpus, r.trainer_gpus, r.critic_gpus, cfg.reward.rm.num_gpus, str(r.engine_sleep).lower(),
-        tuple(j.gpus for j in judges),
+        tuple(j.gpus for j in judges), cfg.rollout.tensor_parallel_size,
     )
 
 
@@ -149,13 +150,20 @@ class Cluster:
 
 
 def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str, plan: PlacementPlan, group) -> list:
+    import ray
+
     Engine = make_engine_actor()
-    return [
-        Engine.options(**slot_options(group, slot)).remote(
-            model_path, {**engine_kwargs(cfg, hardware, cfg.seed + i), **sleep_kwargs(plan)},
-            cpu_engine_env(cfg, hardware, i, len(plan.engines)))
-        for i, slot in enumerate(plan.engines)
-    ]
+    tp = cfg.rollout.tensor_parallel_size
+    if tp > 1:
+        nodes = ray.util.placement_group_table(group)["bundles_to_node_id"]
+        plan = engines_on_one_node_each(plan, {int(b): node for b, node in nodes.items()})
+    engines = []
+    for i, slot in enumerate(plan.engines):
+        tp_kwargs, tp_env = tensor_parallel_args(tp, slot.worker_bundles, slot.worker_gpus)
+        engines.append(Engine.options(**slot_options(group, slot)).remote(
+            model_path, {**engine_kwargs(cfg, hardware, cfg.seed + i), **sleep_kwargs(plan), **tp_kwargs},
+            {**cpu_engine_env(cfg, hardware, i, len(plan.engines)), **tp_env}))
+    return engines
 
 
 def cpu_engine_env(cfg: TrainConfig, hardware: Hardware, index: int, count: int) -> dict:

