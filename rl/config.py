@@ -64,7 +64,7 @@ class RolloutConfig:
     enforce_eager: bool = False
     block_size: int | None = None  # vLLM KV block (tokens); None: 32 on CPU (rollouts/engine.py), vLLM's own on GPU
     sync_timeout_s: float = 600.0  # weight sync into the engines; a timeout is an error, never a hang
-    tensor_parallel_size: int = 1  # GPUs per vLLM engine (its bundle holds that many)
+    tensor_parallel_size: int = 1  # GPUs per vLLM engine: a one-GPU bundle per worker (rl/workers/placement.py)
     # auto: NCCL broadcast on GPU (CUDA IPC when colocated), Ray's object store on CPU | object_store | nccl
     weight_sync: str = "auto"
 
@@ -150,7 +150,7 @@ class ResourcesConfig:
     the update). GPU counts are ignored on CPU, where the bundles hold logical CPUs only."""
 
     placement: str = "split"  # split | colocated
-    engine_gpus: float = 1.0  # split: GPUs per vLLM engine
+    engine_gpus: float = 1.0  # split: GPUs per vLLM engine (= rollout.tensor_parallel_size when that is > 1)
     trainer_gpus: float = 1.0  # split: GPUs per DeepSpeed rank
     critic_gpus: float = 1.0  # split: GPUs for the critic
     engine_sleep: str = "auto"  # auto = sleep when colocated on GPU | true | false

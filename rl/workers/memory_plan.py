@@ -19,8 +19,11 @@ w = bytes per weight: 2 in bf16, 4 in fp32; N = ranks of the DeepSpeed group; th
   come out of that and the rest is KV cache (its own activations and CUDA graphs take a little of it). It fits when
   the KV cache holds one rollout.max_model_len sequence (vLLM's own start-up check): 2 x layers x kv_heads x head_dim
   x w bytes per token from the shape, or MIN_KV_GB when only model.params_billion is known.
+- critic: counted like the policy (its own trainer.critic_world_size ranks, the same ZeRO settings and LoRA), with
+  no reference.
 - colocated placement: a training rank shares its GPU with an engine, so it has the usable memory minus the engine's
-  reservation; the critic and the reward model also sit on GPU 0.
+  reservation. Each role is checked on its own: the critic and the reward model also sit on GPU 0 there, so leave
+  room for them.
 - reward model: its weights (reward.rm.dtype) on reward.rm.num_gpus (CPU when 0).
 GB here are 10^9 bytes.
 """
