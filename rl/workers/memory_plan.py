@@ -97,6 +97,7 @@ class RoleMemory:
     fits: bool
     fewest_gpus: Optional[int]  # ranks (or an engine's TP) at which it fits; None: at no count with these settings
     note: str = ""  # what it is checked against
+    counted_in: str = "ranks"  # what fewest_gpus counts: ranks | TP (an engine's GPUs) | GPU
 
     @property
     def gb(self) -> float:
@@ -122,7 +123,9 @@ class MemoryPlan:
                  f"for activations); {self.total_gpus} GPU(s) in all"]
         for r in self.roles:
             parts = ", ".join(f"{name} {gb:.1f}" for name, gb in r.parts.items() if gb)
-            fewest = "never fits with these settings" if r.fewest_gpus is None else f"fits from {r.fewest_gpus}"
+            fewest = ("never fits with these settings" if r.fewest_gpus is None
+                      else f"fits from TP {r.fewest_gpus}" if r.counted_in == "TP"
+                      else f"fits from {r.fewest_gpus} {r.counted_in}")
             lines.append(f"  {r.role}: {r.gpus:g} GPU(s), {r.gb:.1f} GB per GPU ({parts or 'nothing'}); {fewest}; "
                          f"{'fits' if r.fits else 'DOES NOT FIT'}" + (f" ({r.note})" if r.note else ""))
         return "\n".join(lines + [f"  note: {note}" for note in self.notes])
@@ -194,7 +197,7 @@ def engine_role(inputs: PlanInputs) -> RoleMemory:
     note = (f"gpu_memory_utilization {inputs.gpu_memory_utilization:g}; the KV cache needs {needed_kv_gb:.1f} GB per "
             f"engine, has {max(0.0, kv_gb(tp)) * tp:.1f}")
     return RoleMemory(f"vLLM engines ({inputs.n_engines} x TP {tp})", 0 if inputs.colocated else inputs.n_engines * tp,
-                      parts, kv_gb(tp) * tp >= needed_kv_gb, fewest, note)
+                      parts, kv_gb(tp) * tp >= needed_kv_gb, fewest, note, "TP")
 
 
 def reward_model_role(inputs: PlanInputs) -> RoleMemory:
@@ -202,10 +205,11 @@ def reward_model_role(inputs: PlanInputs) -> RoleMemory:
     gb = rm.params * inputs.reward_model_bytes / GB
     what = f"{rm.params / 1e9:.2f}B parameters, {rm.source}"
     if not inputs.reward_model_gpus:
-        return RoleMemory("reward model", 0, {}, True, 0, f"on CPU (reward.rm.num_gpus=0): {gb:.1f} GB of RAM; {what}")
+        return RoleMemory("reward model", 0, {}, True, 0, f"on CPU (reward.rm.num_gpus=0): {gb:.1f} GB of RAM; {what}",
+                          "GPU")
     limit = inputs.usable_gb * min(1.0, inputs.reward_model_gpus)  # a fraction shares its GPU
     return RoleMemory("reward model", inputs.reward_model_gpus, {"weights": gb}, gb <= limit,
-                      1 if gb <= inputs.usable_gb else None, f"limit {limit:.1f} GB; {what}")
+                      1 if gb <= inputs.usable_gb else None, f"limit {limit:.1f} GB; {what}", "GPU")
 
 
 def plan_memory(inputs: PlanInputs) -> MemoryPlan:

@@ -135,6 +135,16 @@ def test_colocated_ranks_give_the_engine_its_share_and_the_gpu_count_is_the_larg
     assert colocated.total_gpus == 4 and "limit 40.0 GB" in colocated.roles[0].note  # 80 x (1 - 0.2 - 0.3)
 
 
+def test_the_reward_model_holds_its_weights_in_its_own_dtype_on_its_gpus_or_on_cpu():
+    on_gpu = plan_memory(PlanInputs(_size(1e9), Learner(1, 0), reward_model=_size(1.5e9), reward_model_bytes=4,
+                                    reward_model_gpus=0.5))
+    rm = on_gpu.roles[-1]
+    assert rm.parts == {"weights": pytest.approx(6.0)} and rm.fits and "limit 32.0 GB" in rm.note  # half of 64 GB
+    assert on_gpu.total_gpus == 1 + 1 + 1  # policy, engine, the reward model's half GPU rounded up
+    on_cpu = plan_memory(PlanInputs(_size(1e9), Learner(1, 0), reward_model=_size(1.5e9))).roles[-1]
+    assert on_cpu.gb == 0 and "on CPU (reward.rm.num_gpus=0): 6.0 GB of RAM" in on_cpu.note
+
+
 def _compose(*overrides: str):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
@@ -173,6 +183,7 @@ def test_dry_run_prints_the_plan_and_writes_it_to_run_info(tiny_model_dir, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"\[afrl\] memory plan: 0\.\d\dB parameters \(counted from .*config\.json\)", result.stdout)
     assert "policy ranks (ZeRO-2): 2 GPU(s)" in result.stdout and "critic ranks (ZeRO-0): 1 GPU(s)" in result.stdout
+    assert re.search(r"vLLM engines \(1 x TP 1\): 1 GPU\(s\), .*; fits from TP 1; fits", result.stdout)
     plan = json.loads((run_dir / "run_info.json").read_text())["memory_plan"]
     shape = ModelShape.from_config(AutoConfig.from_pretrained(tiny_model_dir).to_dict())
     assert plan["params"] == shape.params() and plan["fits"] is True
