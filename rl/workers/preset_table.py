@@ -54,8 +54,9 @@ def preset_table() -> str:
         full, lora = fewest_plan(preset, 0, with_critic=True), fewest_plan(preset, LORA_RANK, with_critic=False)
         engine = full.roles[-1]
         lines.append(f"| `model={preset}` | {full.inputs.size.params / 1e9:.2f}B | {_cell(full, 0)} | {_cell(full, 1)} | "
-                     f"{_cell(lora, 0)} | TP {full.inputs.tensor_parallel_size} ({engine.parts['weights']:.0f} GB "
-                     f"weights per GPU) | {full.total_gpus} GPUs | {lora.total_gpus} GPUs |")
+                     f"{_cell(lora, 0)} | TP {full.inputs.tensor_parallel_size}: {engine.parts['weights']:.0f} GB weights "
+                     f"+ {engine.parts['KV cache']:.0f} GB KV cache per GPU | {full.total_gpus} GPUs | "
+                     f"{lora.total_gpus} GPUs |")
     return "\n".join(lines)
 
 
