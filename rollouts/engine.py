@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 from rollouts.types import PromptSpec, Sample
+from rollouts.weight_receiver import ReceivingEngine
 
 OUTPUT_CLOSE = "</OUTPUT>"
 
@@ -98,7 +99,7 @@ def use_cores(share: str) -> None:
     torch.set_num_threads(len(mine))
 
 
-class RolloutEngine:
+class RolloutEngine(ReceivingEngine):  # ReceivingEngine: the broadcast weight sync
     def __init__(self, model_path: str, engine_kwargs: dict | None = None, env: dict | None = None):
         env = dict(env or {})
         share = env.pop("AFRL_ENGINE_SHARE", None)
