@@ -150,8 +150,11 @@ class BucketChannel:
 
         options = dist.BroadcastOptions()
         options.rootRank = 0
+        self._wait(lambda: self.group.broadcast([tensor], options), what)
+
+    def _wait(self, collective, what: str) -> None:
         try:
-            self.group.broadcast([tensor], options).wait(timedelta(seconds=self.timeout_s))
+            collective().wait(timedelta(seconds=self.timeout_s))
         except RuntimeError as exc:
             if "timed out" in str(exc).lower():
                 raise TimeoutError(f"{self.who}: weight broadcast of {what} did not complete within "
@@ -190,8 +193,10 @@ class BucketChannel:
         return header, flat
 
     def barrier(self, what: str) -> None:
-        """Every member reached this point (the IPC path: the receivers have copied the bucket out)."""
-        self._broadcast(torch.zeros(1, dtype=torch.int64, device=self.device), what)
+        """Every member reached this point (the IPC path: the receivers have copied the bucket out). An all-reduce:
+        no member leaves it before all have entered."""
+        flag = torch.zeros(1, dtype=torch.int64, device=self.device)
+        self._wait(lambda: self.group.allreduce([flag]), what)
 
 
 # ---- CUDA IPC (GPU only; untested here: no GPU) ------------------------------------------------------------------------------

@@ -98,3 +98,21 @@ def test_a_receiver_that_never_comes_is_a_timeout_for_the_sender():
     sender, _receiver, _store = _group_of_two(timeout_s=2)
     with pytest.raises(TimeoutError, match=r"trainer rank 0: .*bucket 0 .*embed.weight .. layer.1.weight"):
         send_all(sender, iter(_weights()))
+
+
+def test_the_barrier_holds_every_member_until_all_have_entered():
+    sender, receiver, _store = _group_of_two(timeout_s=10)
+    left = {}
+
+    def late_receiver():
+        time.sleep(1.0)
+        receiver.barrier("the receivers' copy of bucket 0")
+        left["receiver"] = time.monotonic()
+
+    thread = threading.Thread(target=late_receiver)
+    start = time.monotonic()
+    thread.start()
+    sender.barrier("the receivers' copy of bucket 0")
+    assert time.monotonic() - start >= 0.9  # the sender waited for the late receiver
+    thread.join(timeout=30)
+    assert "receiver" in left

@@ -35,3 +35,39 @@ def test_only_receiving_engines_load_the_worker_extension():
     assert engine_extension_kwargs("object_store") == {}
     assert engine_extension_kwargs("broadcast") == engine_extension_kwargs("cuda_ipc") == {
         "worker_extension_cls": WORKER_EXTENSION}
+
+
+def test_every_gpu_check_variant_is_a_valid_config_taking_the_path_it_names(tiny_model_dir):
+    """launch/gpu_check.py runs on a GPU machine only: its overrides are checked here, against the config schema and
+    the path each variant is meant to measure on CUDA."""
+    from hydra import compose, initialize_config_dir
+
+    from launch.gpu_check import COMMON, REPO, VARIANTS
+    from rl.config import load_config, register_schema
+
+    register_schema()
+    expected = {"ipc": "cuda_ipc", "object_store": "object_store", "nccl": "broadcast"}
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for name, overrides in VARIANTS.items():
+            cfg = load_config(compose(config_name="config",
+                                      overrides=[*COMMON, *overrides, f"model.path={tiny_model_dir}"]))
+            assert cfg.trainer.zero_stage == 3 and cfg.model.lora.rank > 0
+            path = resolve_weight_sync(cfg.rollout.weight_sync, "cuda", cfg.resources.placement, cfg.rollout.n_engines,
+                                       cfg.trainer.world_size, cfg.rollout.tensor_parallel_size)
+            assert path == expected[name], name
+
+
+@pytest.mark.heavy
+def test_a_run_with_two_ranks_and_two_engines_syncs_by_broadcast(tiny_model_dir, tmp_path):
+    """rollout.weight_sync=nccl on CPU: the launcher forms one gloo group of trainer rank 0 and both engines' workers,
+    and every step's sync streams the weights through it (rank 1 takes part in the stream, as ZeRO-3 needs)."""
+    import math
+
+    from tests.train_runs import read_jsonl, run_train
+
+    run_dir = tmp_path / "broadcast"
+    result = run_train(tiny_model_dir, run_dir, "rollout.weight_sync=nccl", "trainer.world_size=2",
+                       "rollout.n_engines=2", "total_steps=2", "eval.at_start=false", "eval.every=0")
+    assert "weight sync: broadcast over gloo, 3 members" in result.stdout + result.stderr
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "time/sync_s" in r]
+    assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["time/sync_s"]) for r in rows)
