@@ -156,7 +156,7 @@ class BucketChannel:
         try:
             collective().wait(timedelta(seconds=self.timeout_s))
         except RuntimeError as exc:
-            if "timed out" in str(exc).lower():
+            if any(word in str(exc).lower() for word in ("timed out", "timing out", "timeout")):  # gloo, nccl
                 raise TimeoutError(f"{self.who}: weight broadcast of {what} did not complete within "
                                    f"{self.timeout_s:g}s (rollout.sync_timeout_s)") from exc
             raise RuntimeError(f"{self.who}: weight broadcast of {what} failed (a member of the weight-sync group "

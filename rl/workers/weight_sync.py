@@ -96,11 +96,28 @@ class BroadcastSync:
         if not self.connected:
             self.connect(timeout_s)
         ipc = self.mode == "cuda_ipc"
-        refs = [t.send_weights.remote(self.bucket_bytes, ipc) for t in self.trainers]
-        refs += [e.receive_weights.remote() for e in self.engines]
+        calls = {t.send_weights.remote(self.bucket_bytes, ipc): f"trainer rank {r}" for r, t in enumerate(self.trainers)}
+        calls.update({e.receive_weights.remote(): f"rollout engine {i}" for i, e in enumerate(self.engines)})
         try:
-            get_all_or_raise(refs, timeout_s + DRIVER_GRACE_S,
-                             f"weight {self.mode} into {len(self.engines)} engine(s) (rollout.sync_timeout_s)")
+            wait_for_members(calls, timeout_s + DRIVER_GRACE_S, f"weight {self.mode} into {len(self.engines)} engine(s)")
         except BaseException:
             self.connected = False
             raise
+
+
+def wait_for_members(calls: dict, timeout_s: float, what: str) -> None:
+    """`calls`: Ray ref -> the member's name. Raises the first failure as soon as it is seen (the member's own error
+    names its bucket); past `timeout_s` a TimeoutError names every member still busy."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    pending = list(calls)
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            busy = ", ".join(calls[ref] for ref in pending)
+            raise TimeoutError(f"{what}: {busy} still busy after {timeout_s:g}s (rollout.sync_timeout_s + "
+                               f"{DRIVER_GRACE_S:g}s)")
+        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
+        for ref in ready:
+            ray.get(ref)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rl.workers.weight_sync import engine_extension_kwargs, resolve_weight_sync
+from rl.workers.weight_sync import engine_extension_kwargs, resolve_weight_sync, wait_for_members
 from rollouts.weight_receiver import WORKER_EXTENSION
 
 
@@ -57,9 +57,35 @@ def test_every_gpu_check_variant_is_a_valid_config_taking_the_path_it_names(tiny
             assert path == expected[name], name
 
 
+def test_the_driver_names_the_member_that_fails_or_never_finishes(local_ray):
+    import time
+
+    ray = local_ray
+
+    @ray.remote(num_cpus=0)
+    class Member:
+        def work(self, seconds: float) -> float:
+            time.sleep(seconds)
+            return seconds
+
+        def fail(self):
+            raise TimeoutError("rollout engine 1 (worker 0, weight-sync rank 2): weight broadcast of bucket 3 ...")
+
+    fast, slow, failing = Member.remote(), Member.remote(), Member.remote()
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"weight broadcast into 1 engine\(s\): rollout engine 0 still busy after 2s"):
+        wait_for_members({fast.work.remote(0): "trainer rank 0", slow.work.remote(60): "rollout engine 0"}, 2,
+                         "weight broadcast into 1 engine(s)")
+    assert time.monotonic() - start < 20
+    with pytest.raises(TimeoutError, match="rollout engine 1 .*bucket 3"):  # the member's own error, at once
+        wait_for_members({failing.fail.remote(): "rollout engine 1", Member.remote().work.remote(60): "trainer rank 0"},
+                         120, "weight broadcast into 2 engine(s)")
+    assert time.monotonic() - start < 40
+
+
 @pytest.mark.heavy
-def test_a_run_with_two_ranks_and_two_engines_syncs_by_broadcast(tiny_model_dir, tmp_path):
-    """rollout.weight_sync=nccl on CPU: the launcher forms one gloo group of trainer rank 0 and both engines' workers,
+def test_a_run_with_two_ranks_syncs_by_broadcast(tiny_model_dir, tmp_path):
+    """rollout.weight_sync=nccl on CPU: the launcher forms one gloo group of trainer rank 0 and the engine's worker,
     and every step's sync streams the weights through it (rank 1 takes part in the stream, as ZeRO-3 needs)."""
     import math
 
@@ -67,7 +93,7 @@ def test_a_run_with_two_ranks_and_two_engines_syncs_by_broadcast(tiny_model_dir,
 
     run_dir = tmp_path / "broadcast"
     result = run_train(tiny_model_dir, run_dir, "rollout.weight_sync=nccl", "trainer.world_size=2",
-                       "rollout.n_engines=2", "total_steps=2", "eval.at_start=false", "eval.every=0")
-    assert "weight sync: broadcast over gloo, 3 members" in result.stdout + result.stderr
+                       "total_steps=2", "eval.at_start=false", "eval.every=0")
+    assert "weight sync: broadcast over gloo, 2 members" in result.stdout + result.stderr
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "time/sync_s" in r]
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["time/sync_s"]) for r in rows)
