@@ -61,7 +61,7 @@ def connect_store(host: str, port: int, world_size: int, timeout_s: float):
     return dist.TCPStore(host, port, world_size, is_master=False, timeout=timedelta(seconds=timeout_s))
 
 
-# ---- buckets -----------------------------------------------------------------------------------------------------------
+# ---- buckets ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BucketHeader:
     index: int
@@ -135,7 +135,7 @@ def unpack(header: BucketHeader, flat: torch.Tensor) -> list[tuple[str, torch.Te
     return out
 
 
-# ---- the channel ---------------------------------------------------------------------------------------------------------
+# ---- the channel -----------------------------------------------------------------------------------------------------
 class BucketChannel:
     """Broadcasts of headers and flat buckets from group rank 0, each bounded by `timeout_s`. `device` is where the
     broadcast tensors live (a CUDA device for nccl, cpu for gloo); `ipc_device` is this member's GPU when buckets come
@@ -186,6 +186,7 @@ class BucketChannel:
         header = BucketHeader.from_json(payload.cpu().numpy().tobytes())
         if header.ipc_handles:
             flat = open_ipc_handle(header.ipc_handles, self.ipc_device).clone()  # own copy: the trainer frees its bucket
+            torch.cuda.current_stream(self.ipc_device).synchronize()  # the copy is done before the trainer hears so
             self.barrier(f"the receivers' copy of {header.describe()}")
             return header, flat
         flat = torch.empty(header.nbytes, dtype=torch.uint8, device=self.device)
@@ -199,7 +200,7 @@ class BucketChannel:
         self._wait(lambda: self.group.allreduce([flag]), what)
 
 
-# ---- CUDA IPC (GPU only; untested here: no GPU) ------------------------------------------------------------------------------
+# ---- CUDA IPC (GPU only: not run on CPU) -----------------------------------------------------------------------------
 def gpu_uuid(device) -> str:
     return str(torch.cuda.get_device_properties(torch.device(device)).uuid)
 
