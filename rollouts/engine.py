@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 from rollouts.types import PromptSpec, Sample
+from rollouts.weight_receiver import ReceivingEngine
 
 OUTPUT_CLOSE = "</OUTPUT>"
 
@@ -116,7 +117,7 @@ def tensor_parallel_args(tensor_parallel_size: int, worker_bundles: tuple[int, .
             dict(zip(TP_WORKER_ENV, (",".join(map(str, worker_bundles)), str(worker_gpus)))))
 
 
-class RolloutEngine:
+class RolloutEngine(ReceivingEngine):  # ReceivingEngine: the broadcast weight sync
     def __init__(self, model_path: str, engine_kwargs: dict | None = None, env: dict | None = None):
         env = dict(env or {})
         share = env.pop("AFRL_ENGINE_SHARE", None)

@@ -52,7 +52,7 @@ RUN_INVARIANT_KEYS = (
     "total_steps", "resume", "run_dir", "exp_name", "dry_run", "classifier", "resources",
     "eval", "logger", "ckpt", "ray", "hardware",
     "rollout.sync_timeout_s", "rollout.kv_cache_gb", "rollout.gpu_memory_utilization", "rollout.enforce_eager",
-    "rollout.block_size",
+    "rollout.block_size", "rollout.weight_sync",  # how the weights travel, not what they are
     "model.name", "model.gradient_checkpointing",
     "fault",
     "data.allow_changed",  # an override for the resume itself (rl/run/input_checks.py), not a change to the run

@@ -23,6 +23,7 @@ from rl.workers.placement import (
     Hardware, PlacementPlan, create_placement_group, engines_on_one_node_each, get_all_or_raise, plan_placement,
     slot_options, wait_until_ready,
 )
+from rl.workers.weight_sync import BroadcastSync, engine_extension_kwargs, resolve_weight_sync
 from rollouts.engine import SamplingSpec, make_engine_actor, tensor_parallel_args
 from rollouts.types import PromptSpec, Sample
 
@@ -83,6 +84,7 @@ class Cluster:
     placement_group: object | None = None
     engines_sleep: bool = False  # colocated on GPU: vLLM frees its memory while the trainer works
     judge_servers: JudgeServers | None = None  # LLM judges served inside the run (judge.serve=true)
+    broadcast: BroadcastSync | None = None  # rollout.weight_sync by process group; None: through the object store
 
     def _all(self, refs: list, what: str) -> list:
         return get_all_or_raise(refs, self.step_timeout_s, what)
@@ -117,11 +119,14 @@ class Cluster:
             self._all([e.sleep.remote() for e in self.engines], "engine sleep")
 
     def sync_weights(self, timeout_s: float) -> float:
-        """Rank 0's weights -> every engine (woken up first if asleep), through the object store once. A timeout
-        raises instead of hanging."""
+        """Rank 0's weights -> every engine (woken up first if asleep), by process-group broadcast when set up
+        (rl/workers/weight_sync.py), else through the object store once. A timeout raises instead of hanging."""
         start = time.time()
         if self.engines_sleep:
             self._all([e.wake_up.remote() for e in self.engines], "engine wake-up")
+        if self.broadcast is not None:
+            self.broadcast.sync(timeout_s)
+            return time.time() - start
         weights = self.trainers[0].get_weights.remote()
         pending = [e.load_weights.remote(weights) for e in self.engines]
         get_all_or_raise(pending, timeout_s, f"weight sync into {len(self.engines)} engine(s) (rollout.sync_timeout_s)")
@@ -149,6 +154,11 @@ class Cluster:
             remove_placement_group(self.placement_group)
 
 
+def weight_sync_mode(cfg: TrainConfig, hardware: Hardware) -> str:
+    return resolve_weight_sync(cfg.rollout.weight_sync, hardware.device, cfg.resources.placement, cfg.rollout.n_engines,
+                               cfg.trainer.world_size, cfg.rollout.tensor_parallel_size)
+
+
 def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str, plan: PlacementPlan, group) -> list:
     import ray
 
@@ -157,11 +167,12 @@ def start_engines(cfg: TrainConfig, hardware: Hardware, model_path: str, plan: P
     if tp > 1:
         nodes = ray.util.placement_group_table(group)["bundles_to_node_id"]
         plan = engines_on_one_node_each(plan, {int(b): node for b, node in nodes.items()})
+    extension = engine_extension_kwargs(weight_sync_mode(cfg, hardware)) if plan.trainers else {}
     engines = []
     for i, slot in enumerate(plan.engines):
         tp_kwargs, tp_env = tensor_parallel_args(tp, slot.worker_bundles, slot.worker_gpus)
         engines.append(Engine.options(**slot_options(group, slot)).remote(
-            model_path, {**engine_kwargs(cfg, hardware, cfg.seed + i), **sleep_kwargs(plan), **tp_kwargs},
+            model_path, {**engine_kwargs(cfg, hardware, cfg.seed + i), **sleep_kwargs(plan), **tp_kwargs, **extension},
             {**cpu_engine_env(cfg, hardware, i, len(plan.engines)), **tp_env}))
     return engines
 
@@ -270,5 +281,10 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
              **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {}),
              **({"reward model": reward_model} if reward_model is not None else {})}  # a reward model that cannot load fails here
     wait_until_ready(named, cfg.fault.step_timeout_s)  # loading a large model takes minutes: the step deadline
+    mode = weight_sync_mode(cfg, hardware) if trainers else "object_store"
+    broadcast = None
+    if mode != "object_store":
+        broadcast = BroadcastSync(mode, hardware.device, trainers, engines, master if cfg.ray.address is None else None)
+        broadcast.connect(cfg.rollout.sync_timeout_s)
     return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic, reward_model, group,
-                   plan.engines_sleep)
+                   plan.engines_sleep, broadcast=broadcast)

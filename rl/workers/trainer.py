@@ -31,9 +31,10 @@ from rl.workers.deepspeed_rank import (
     save_engine, start_engine, torch_dtype, weight_fraction,
 )
 from rl.workers.prefix_sharing import SharedPrefix, shared_prefix_length
+from rl.workers.weight_broadcast import SendingTrainer
 
 
-class PolicyTrainer:
+class PolicyTrainer(SendingTrainer):
     def __init__(self, spec: RankSpec, algo, temperature: float, prefix_sharing: bool):
         from transformers import AutoModelForCausalLM
 
@@ -238,13 +239,18 @@ class PolicyTrainer:
         return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
 
     # ---- weights and checkpoints ------------------------------------------------------------------------------------
-    def get_weights(self) -> list[tuple[str, np.ndarray]]:
-        """Full HF-named weights as numpy arrays (bf16 travels as its int16 bit pattern; numpy has no bf16)."""
-        weights = []
+    def named_weights(self):
+        """The full HF-named weights the engines load, one tensor at a time (on the trainer's device)."""
         for name, tensor in self.engine.module.state_dict().items():
             if self.tied_embeddings and name == "lm_head.weight":
                 continue  # vLLM ties it to the embedding itself
-            tensor = tensor.detach().cpu().contiguous()
+            yield name, tensor.detach()
+
+    def get_weights(self) -> list[tuple[str, np.ndarray]]:
+        """Full HF-named weights as numpy arrays (bf16 travels as its int16 bit pattern; numpy has no bf16)."""
+        weights = []
+        for name, tensor in self.named_weights():
+            tensor = tensor.cpu().contiguous()
             weights.append((name, tensor.view(torch.int16).numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()))
         return weights
 
