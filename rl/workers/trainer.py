@@ -206,6 +206,10 @@ class PolicyTrainer(DeepSpeedLearner):
         surrogate = prefix.surrogate_loss() if prefix is not None else None
         if surrogate is None:  # nothing shared (on every rank: the length is agreed): keep DeepSpeed's count
             surrogate = self._zero_loss()
+        elif self.spec.offload_optimizer:
+            # Offloaded, DeepSpeed hands a parameter's accumulated gradient to the optimizer only if the window's last
+            # backward reaches it; the prefix's misses every layer above its keys/values.
+            surrogate = surrogate + self._zero_loss()
         # The leaves' gradients already carry the micro-batch weights; undo DeepSpeed's division by the steps.
         return self.backward_and_step(surrogate * self.engine.gradient_accumulation_steps(), zero=self._zero_loss,
                                       measure_norm=True)

@@ -1,6 +1,7 @@
 """One rank of a 2-rank (gloo) policy trainer and critic under a given ZeRO stage, for tests/workers/test_zero3.py.
 
-Usage: python -m tests.workers.zero_ranks RANK PORT STAGE MODEL_DIR OUT_DIR [OFFLOAD]. Each rank trains on its strided
+Usage: python -m tests.workers.zero_ranks RANK PORT STAGE MODEL_DIR OUT_DIR [offload] (offload: optimizer state and
+parameters in CPU memory, DeepSpeed's CPU Adam). Each rank trains on its strided
 half of an 8-row batch (the driver's split): a policy update with the KL to the reference in the loss and prefix
 sharing on (2 minibatches, so old log-probs and two optimizer steps), the KL to the reference after it, the gathered
 weights, a checkpoint round trip; then a critic update and its values. Rank 0 writes OUT_DIR/result.pt."""
@@ -30,7 +31,7 @@ def batch():
 
 def main(rank: int, port: int, stage: int, model_dir: str, out_dir: str, offload: bool = False) -> None:
     spec = RankSpec(model_dir, rank, 2, "127.0.0.1", port, 1, 2, "cpu", "float32", 0, False, None, stage,
-                    offload_optimizer=offload)
+                    offload_optimizer=offload, offload_params=offload)
     full = batch()
     rows = shard_indices(len(full), 2)[rank]
     mine = full.select(rows)
