@@ -272,6 +272,11 @@ def validate(cfg: TrainConfig) -> None:
     per_rank = cfg.samples_per_step / t.world_size
     check(per_rank == int(per_rank), "trainer.world_size", t.world_size,
            f"a divisor of the {cfg.samples_per_step} samples per step (rollout.prompts_per_step x algo.group_size)")
+    critic_minibatch = cfg.samples_per_step / t.critic_world_size / cfg.algo.minibatches
+    check(not cfg.algo.uses_critic or (critic_minibatch == int(critic_minibatch)
+                                       and critic_minibatch % min(t.micro_batch_size, critic_minibatch) == 0),
+          "trainer.critic_world_size", t.critic_world_size, f"a number of ranks that splits the {cfg.samples_per_step} "
+          "samples per step into equal minibatches of whole micro-batches (trainer.micro_batch_size)")
     per_minibatch = per_rank / cfg.algo.minibatches
     check(per_minibatch == int(per_minibatch) and per_minibatch % min(t.micro_batch_size, per_minibatch) == 0,
            "trainer.micro_batch_size", t.micro_batch_size,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rl.config import TrainConfig
 from rl.run import preemption
-from rl.workers.deepspeed_rank import RankSpec
+from rl.algo.batch import shard_indices
+from rl.workers.deepspeed_rank import learner_specs
 from rl.workers.judge_process import JudgeServers, point_judges_at_servers, start_judge_servers, wait_until_healthy
 from rl.workers.judge_server import ServedJudge, served_judges
 from rl.workers.placement import (
@@ -56,7 +57,8 @@ def placement_plan(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = T
     r = cfg.resources
     return plan_placement(
         r.placement, cfg.rollout.n_engines, cfg.trainer.world_size if with_trainers else 0,
-        with_trainers and cfg.algo.uses_critic, "rm" in cfg.reward.used_components, hardware.device == "cuda",
+        cfg.trainer.critic_world_size if with_trainers and cfg.algo.uses_critic else 0,
+        "rm" in cfg.reward.used_components, hardware.device == "cuda",
         r.engine_gpus, r.trainer_gpus, r.critic_gpus, cfg.reward.rm.num_gpus, str(r.engine_sleep).lower(),
         tuple(j.gpus for j in judges), cfg.rollout.tensor_parallel_size,
     )
@@ -79,7 +81,7 @@ class Cluster:
     trainers: list
     start_seconds: float
     step_timeout_s: float = 3600.0  # any call across the actors: a dead or stuck actor raises, never hangs
-    critic: object | None = None  # PPO's value model (its own DeepSpeed actor), None for GRPO-family algorithms
+    critics: list = field(default_factory=list)  # PPO's value model: its own DeepSpeed ranks; none for GRPO
     reward_model: object | None = None  # the RM scorer actor when the reward uses one
     placement_group: object | None = None
     engines_sleep: bool = False  # colocated on GPU: vLLM frees its memory while the trainer works
@@ -103,15 +105,35 @@ class Cluster:
     def kl_to_reference(self, shards: list, micro_batch_size: int) -> list:
         return self._all([t.kl_to_reference.remote(s, micro_batch_size) for t, s in zip(self.trainers, shards)], "ref")
 
+    def _critic_shards(self, n_rows: int) -> list[list[int]]:
+        """Each critic rank's rows, split like the policy's: equal shares (under ZeRO-3 every forward is collective)."""
+        return shard_indices(n_rows, len(self.critics))
+
     def values(self, batch):
-        return self._all([self.critic.values.remote(batch)], "critic values")[0]
+        """The critic's values [B, L] of the whole batch, each rank computing its shard's."""
+        import torch
 
-    def start_critic_update(self, batch, returns, values, micro_batch_size: int):
-        """Launch the critic's update; it runs beside the policy update. Collect it with `wait`."""
-        return self.critic.update.remote(batch, returns, values, micro_batch_size)
+        shards = self._critic_shards(len(batch))
+        parts = self._all([c.values.remote(batch.select(rows)) for c, rows in zip(self.critics, shards)],
+                          "critic values")
+        values = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
+        for rows, part in zip(shards, parts):
+            values[rows] = part
+        return values
 
-    def wait(self, ref, what: str):
-        return self._all([ref], what)[0]
+    def start_critic_update(self, batch, returns, values, micro_batch_size: int) -> list:
+        """Launch the critic's update on its ranks; it runs beside the policy update. Collect it with `wait`."""
+        return [c.update.remote(batch.select(rows), returns[rows], values[rows], micro_batch_size)
+                for c, rows in zip(self.critics, self._critic_shards(len(batch)))]
+
+    def wait(self, refs, what: str):
+        """One actor call's result, or for a list of per-rank calls (the critic's update) the mean of each stat over
+        the ranks that report it."""
+        if not isinstance(refs, list):
+            return self._all([refs], what)[0]
+        per_rank = self._all(refs, what)
+        keys = dict.fromkeys(key for stats in per_rank for key in stats)
+        return {key: sum(s[key] for s in per_rank if key in s) / sum(key in s for s in per_rank) for key in keys}
 
     def sleep_engines(self) -> None:
         """Before the update (colocated on GPU): vLLM offloads its weights and drops its KV cache. No-op otherwise."""
@@ -127,8 +149,9 @@ class Cluster:
         if self.broadcast is not None:
             self.broadcast.sync(timeout_s)
             return time.time() - start
-        weights = self.trainers[0].get_weights.remote()
-        pending = [e.load_weights.remote(weights) for e in self.engines]
+        # Every rank takes part (ZeRO-3 gathers the weights collectively); only rank 0 returns them.
+        gathered = [t.get_weights.remote() for t in self.trainers]
+        pending = [e.load_weights.remote(gathered[0]) for e in self.engines] + gathered[1:]
         get_all_or_raise(pending, timeout_s, f"weight sync into {len(self.engines)} engine(s) (rollout.sync_timeout_s)")
         return time.time() - start
 
@@ -139,7 +162,7 @@ class Cluster:
         self._all([a.load_checkpoint.remote(directory) for a in self._learners()], "checkpoint load")
 
     def _learners(self) -> list:
-        return self.trainers + ([self.critic] if self.critic is not None else [])
+        return self.trainers + self.critics
 
     def shutdown(self) -> None:
         import ray
@@ -247,38 +270,28 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
         reward_model = make_rm_actor(cfg.reward.rm, **slot_options(group, plan.reward_model))
     model_path = os.path.expanduser(cfg.model.path)
     engines = start_engines(cfg, hardware, model_path, plan, group)
-    per_rank = cfg.samples_per_step // cfg.trainer.world_size
-    per_minibatch = per_rank // cfg.algo.minibatches
-    micro = min(cfg.trainer.micro_batch_size, per_minibatch)
-    Trainer = make_trainer_actor()
-    port = free_port()
     master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
-    norm_length = cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens
 
-    def rank_spec(rank: int, world_size: int, port: int, micro: int, accum: int) -> RankSpec:
-        return RankSpec(model_path, rank, world_size, master, port, micro, accum, hardware.device, hardware.dtype,
-                        cfg.seed, cfg.model.gradient_checkpointing, norm_length)
+    def specs(world_size: int) -> list:  # each learner is its own process group (its own rendezvous port)
+        return learner_specs(cfg, model_path, hardware.device, hardware.dtype, master, free_port(), world_size)
 
+    Trainer = make_trainer_actor()
     trainers = [
         Trainer.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
-            rank_spec(rank, cfg.trainer.world_size, port, micro, per_minibatch // micro), cfg.algo,
-            cfg.rollout.temperature, cfg.trainer.prefix_sharing,
-        )
-        for rank, slot in enumerate(plan.trainers)
+            spec, cfg.algo, cfg.rollout.temperature, cfg.trainer.prefix_sharing)
+        for spec, slot in zip(specs(cfg.trainer.world_size), plan.trainers)
     ]
-    critic = None
-    if plan.critic is not None:
+    critics = []
+    if plan.critics:
         from rl.workers.critic import make_critic_actor
 
-        # One critic rank sees the whole batch: its micro-batches split each minibatch of all samples.
-        critic_minibatch = cfg.samples_per_step // cfg.algo.minibatches
-        critic_micro = min(cfg.trainer.micro_batch_size, critic_minibatch)
-        options = {**slot_options(group, plan.critic), **learner_options(cfg, hardware)}
-        critic = make_critic_actor().options(**options).remote(
-            rank_spec(0, 1, free_port(), critic_micro, critic_minibatch // critic_micro), cfg.algo, cfg.algo.critic_lr,
-        )
+        Critic = make_critic_actor()
+        critics = [Critic.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
+                       spec, cfg.algo, cfg.algo.critic_lr)
+                   for spec, slot in zip(specs(len(plan.critics)), plan.critics)]
     named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
-             **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {}),
+             **{f"trainer rank {r}": t for r, t in enumerate(trainers)},
+             **{f"critic rank {r}": c for r, c in enumerate(critics)},
              **({"reward model": reward_model} if reward_model is not None else {})}  # a reward model that cannot load fails here
     wait_until_ready(named, cfg.fault.step_timeout_s)  # loading a large model takes minutes: the step deadline
     mode = weight_sync_mode(cfg, hardware) if trainers else "object_store"
@@ -286,5 +299,5 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
     if mode != "object_store":
         broadcast = BroadcastSync(mode, hardware.device, trainers, engines, master if cfg.ray.address is None else None)
         broadcast.connect(cfg.rollout.sync_timeout_s)
-    return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critic, reward_model, group,
+    return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critics, reward_model, group,
                    plan.engines_sleep, broadcast=broadcast)

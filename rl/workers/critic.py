@@ -1,4 +1,4 @@
-"""CriticTrainer: one DeepSpeed rank holding PPO's value model (the alignment-faking paper trained with PPO).
+"""CriticTrainer: a DeepSpeed rank holding PPO's value model (trainer.critic_world_size ranks, sharded like the policy) (the alignment-faking paper trained with PPO).
 
 The value model is the policy's transformer (`AutoModel`, initialised from the same checkpoint, as in Ziegler et al.
 2019 / OpenRLHF) with a scalar linear head on every position. Chosen over
@@ -15,12 +15,11 @@ What `update` implements: the clipped value loss of `rl.algo.losses.clipped_valu
 lm-human-prefs), aggregated like the policy loss (`algo.loss_aggregation`), `algo.ppo_epochs x algo.minibatches`
 optimizer steps. No value-loss weight (vf_coef): that weighs a value loss sharing parameters with the policy; this
 critic has its own parameters and optimizer, where a constant factor only rescales the gradient. Left out: a separate
-critic model.
+critic model. With several critic ranks the driver gives each an equal share of the batch (rl/workers/cluster.py).
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,9 +27,10 @@ from torch import nn
 from rl.algo.batch import TrainBatch
 from rl.algo.losses import clipped_value_loss
 from rl.workers.deepspeed_rank import (
-    RankSpec, deepspeed_config, finite_values, join_process_group, load_engine, run_update_schedule, save_engine,
-    start_engine, torch_dtype, weight_fraction,
+    RankSpec, StatMeans, aggregation_total, deepspeed_config, finite_values, micro_batches, minibatch_rows, torch_dtype,
+    weight_fraction,
 )
+from rl.workers.learner import DeepSpeedLearner
 
 CRITIC_SUBDIR = "critic"
 
@@ -50,28 +50,27 @@ class ValueModel(nn.Module):
         return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
 
 
-class CriticTrainer:
+class CriticTrainer(DeepSpeedLearner):
+    checkpoint_subdir = CRITIC_SUBDIR
+    keeps_rng_state = False  # the critic draws no random numbers (no dropout, no sampling)
+
     def __init__(self, spec: RankSpec, algo, lr: float | None):
         """`lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
-        from dataclasses import replace
         from transformers import AutoModel
 
-        self.algo, self.rank, self.device, self.norm_length = algo, spec.rank, spec.device, spec.norm_length
-        self.micro_batch_size = spec.micro_batch_size
-        join_process_group(spec)
+        super().__init__(spec)
+        self.algo, self.norm_length, self.micro_batch_size = algo, spec.norm_length, spec.micro_batch_size
         model_dtype = torch_dtype(spec.dtype)
-        backbone = AutoModel.from_pretrained(spec.model_path, dtype=model_dtype)
+        backbone = self.load_pretrained(AutoModel)
         if spec.gradient_checkpointing:
             backbone.gradient_checkpointing_enable()
-        model = ValueModel(backbone, backbone.config.hidden_size).to(model_dtype)
-        config_algo = algo if lr is None else replace(algo, lr=lr)
-        config = deepspeed_config(config_algo, spec.micro_batch_size, spec.grad_accum_steps, spec.dtype,
-                                  spec.world_size)
-        self.engine, self.scheduler, self.gate = start_engine(model, config)
-        self.lr = config_algo.lr
-
-    def ready(self) -> bool:
-        return True
+        model = ValueModel(backbone, backbone.config.hidden_size)
+        if self.zero3:  # the backbone holds shards in its dtype already; only the new head needs converting
+            model.value_head.to(model_dtype)
+        else:
+            model = model.to(model_dtype)
+        self.lr = algo.lr if lr is None else lr
+        self.start(model, deepspeed_config(algo, spec, lr=self.lr))
 
     # ---- values ------------------------------------------------------------------------------------------------------
     def _values(self, model, batch: TrainBatch, start: int) -> torch.Tensor:
@@ -108,11 +107,14 @@ class CriticTrainer:
         algo = self.algo
         start_time = time.time()
         self.engine.train()
-        result = run_update_schedule(
-            batch.loss_mask, algo, micro_batch_size,
-            lambda rows, total: self._micro_step(batch, rows, total, returns, old_values),
-        )
-        result["critic_lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else self.lr
+        stats = StatMeans()
+        for _epoch in range(algo.ppo_epochs):
+            for rows in minibatch_rows(len(batch), algo.minibatches):
+                total = aggregation_total(batch.loss_mask[rows], algo.loss_aggregation)
+                for micro_rows in micro_batches(rows, micro_batch_size):
+                    stats.add(self._micro_step(batch, micro_rows, total, returns, old_values))
+        result = stats.means()
+        result["critic_lr"] = self.current_lr(self.lr)
         result["time/critic_update_s"] = time.time() - start_time
         return result
 
@@ -130,23 +132,9 @@ class CriticTrainer:
         scaled = loss * fraction * self.engine.gradient_accumulation_steps()
         # Like the policy's: a non-finite value loss or gradient skips the critic's optimizer step
         # (rl/workers/step_gate.py); the driver counts it with the policy's and stops after fault.max_nonfinite_steps.
-        finite = self.gate.backward(scaled, zero=lambda: values.sum() * 0.0)
-        applied = self.gate.step()
-        out = finite_values({"vf_loss": loss.item(), **stats}) if finite else {}
-        out["critic_nonfinite"] = 0.0 if finite else 1.0
-        if applied is not None:
-            out["critic_skipped_update_frac"] = 0.0 if applied else 1.0
-        return out
-
-    # ---- checkpoints -------------------------------------------------------------------------------------------------
-    def save_checkpoint(self, directory: str) -> None:
-        """DeepSpeed state (module, optimizer, scheduler) into `directory/critic/deepspeed`. No RNG states: the
-        critic draws no random numbers (no dropout, no sampling)."""
-        save_engine(self.engine, Path(directory) / CRITIC_SUBDIR)
-
-    def load_checkpoint(self, directory: str) -> None:
-        load_engine(self.engine, Path(directory) / CRITIC_SUBDIR, "critic ")
-
+        step = self.backward_and_step(scaled, zero=lambda: values.sum() * 0.0)
+        out = finite_values({"vf_loss": loss.item(), **stats}) if step["nonfinite"] == 0.0 else {}
+        return {**out, **{f"critic_{key}": value for key, value in step.items()}}
 
 def make_critic_actor(num_cpus: float = 1, num_gpus: float = 0):
     import ray

@@ -7,7 +7,7 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,33 @@ class RankSpec:
     seed: int
     gradient_checkpointing: bool
     norm_length: int | None  # the loss's length normaliser: algo.loss_norm_length or rollout.max_new_tokens
+    zero_stage: int | None = None  # trainer.zero_stage: None = 0 on one rank, 2 on several
+    offload_optimizer: bool = False  # optimizer state (and its step) in CPU memory
+    offload_params: bool = False  # ZeRO-3: parameter shards in CPU memory between uses
+
+    @property
+    def stage(self) -> int:
+        return zero_stage(self.world_size, self.zero_stage, self.offload_optimizer)
+
+
+def batch_split(rows_per_rank: int, minibatches: int, micro_batch_size: int) -> tuple[int, int]:
+    """(micro-batch size, micro-batches per optimizer step) of a rank that trains on `rows_per_rank` rows in
+    `minibatches` optimizer steps per epoch."""
+    per_minibatch = rows_per_rank // minibatches
+    micro = min(micro_batch_size, per_minibatch)
+    return micro, per_minibatch // micro
+
+
+def learner_specs(cfg, model_path: str, device: str, dtype: str, master_addr: str, master_port: int,
+                  world_size: int) -> list[RankSpec]:
+    """The specs of one learner's ranks (the policy's trainer.world_size or the critic's trainer.critic_world_size),
+    built once from the TrainConfig: each rank trains on samples_per_step / world_size rows."""
+    t = cfg.trainer
+    micro, accum = batch_split(cfg.samples_per_step // world_size, cfg.algo.minibatches, t.micro_batch_size)
+    first = RankSpec(model_path, 0, world_size, master_addr, master_port, micro, accum, device, dtype, cfg.seed,
+                     cfg.model.gradient_checkpointing, cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens,
+                     t.zero_stage, t.offload_optimizer, t.offload_params)
+    return [replace(first, rank=rank) for rank in range(world_size)]
 
 
 def init_rank(rank: int, world_size: int, master_addr: str, master_port: int, device: str, seed: int) -> None:
@@ -112,72 +139,77 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def zero_stage(world_size: int) -> int:
-    """ZeRO-2 shards optimizer state and gradients across ranks; a single rank has nothing to shard, and ZeRO-2's
-    per-micro-step copy of every gradient into its flat partition is pure overhead there (docs/benchmarks.md)."""
-    return 2 if world_size > 1 else 0
+def zero_stage(world_size: int, configured: int | None = None, offload_optimizer: bool = False) -> int:
+    """trainer.zero_stage, or by default: ZeRO-2 shards optimizer state and gradients across ranks; a single rank has
+    nothing to shard, and ZeRO-2's per-micro-step copy of every gradient into its flat partition is pure overhead there
+    (docs/benchmarks.md), unless the optimizer is offloaded (DeepSpeed offloads through a ZeRO optimizer only). ZeRO-3
+    also shards the parameters (a model too large for one device)."""
+    if configured is not None:
+        return configured
+    return 2 if world_size > 1 or offload_optimizer else 0
 
 
-def deepspeed_config(algo, micro_batch_size: int, grad_accum_steps: int, dtype: str, world_size: int) -> dict:
+# Buckets of 5e7 elements instead of DeepSpeed's 5e8: 2 x 2 GB of fp32 buffers is more than a small model needs.
+BUCKET = int(5e7)
+
+
+def zero_section(spec: RankSpec) -> dict:
+    """The zero_optimization section of `spec`'s stage and offload settings."""
+    section = {"stage": spec.stage, "reduce_bucket_size": BUCKET, "allgather_bucket_size": BUCKET}
+    if spec.stage == 3:
+        # Parameters below 1e5 elements (norms, biases) stay whole on every rank: gathering them costs more than
+        # they weigh. Checkpoints keep ZeRO-3's shards (a full model is gathered only for the engines).
+        section.update(stage3_prefetch_bucket_size=BUCKET, stage3_param_persistence_threshold=int(1e5),
+                       stage3_max_live_parameters=int(1e9), stage3_gather_16bit_weights_on_model_save=False)
+    pin = spec.device == "cuda"  # page-locked host memory speeds up host<->GPU copies; CPU runs have none
+    if spec.offload_optimizer:
+        section["offload_optimizer"] = {"device": "cpu", "pin_memory": pin}
+    if spec.offload_params:
+        section["offload_param"] = {"device": "cpu", "pin_memory": pin}
+    return section
+
+
+def deepspeed_config(algo, spec: RankSpec, lr: float | None = None, extra_micro_steps: int = 0) -> dict:
+    """The training engine's config for `spec` (`lr` overrides algo.lr; `extra_micro_steps`: micro-steps per optimizer
+    step beyond spec.grad_accum_steps, e.g. the shared prefix's backward)."""
+    lr = algo.lr if lr is None else lr
+    # torch_adam: DeepSpeed's fused CPU Adam would need a compiled op; torch's own fused AdamW runs on CPU and CUDA,
+    # one kernel over all parameters instead of a loop per tensor. With the optimizer offloaded, DeepSpeed's CPU Adam
+    # (a JIT-built op, vectorised over the host's cores) is what makes the step on the host fast enough.
+    adam = {"lr": lr, "weight_decay": algo.weight_decay}
+    if not spec.offload_optimizer:
+        adam.update(torch_adam=True, fused=True)
     config = {
-        "train_micro_batch_size_per_gpu": micro_batch_size,
-        "gradient_accumulation_steps": grad_accum_steps,
+        "train_micro_batch_size_per_gpu": spec.micro_batch_size,
+        "gradient_accumulation_steps": spec.grad_accum_steps + extra_micro_steps,
         "gradient_clipping": algo.max_grad_norm,
-        # Buckets of 5e7 elements instead of DeepSpeed's 5e8: 2 x 2 GB of fp32 buffers is more than a small model needs.
-        "zero_optimization": {"stage": zero_stage(world_size), "reduce_bucket_size": int(5e7),
-                              "allgather_bucket_size": int(5e7)},
-        # torch_adam: DeepSpeed's fused CPU Adam would need a compiled op; torch's own fused AdamW runs on CPU and
-        # CUDA, one kernel over all parameters instead of a loop per tensor.
-        "optimizer": {"type": "AdamW", "params": {"lr": algo.lr, "weight_decay": algo.weight_decay, "torch_adam": True,
-                                                  "fused": True}},
-        "bf16": {"enabled": dtype == "bfloat16"},
+        "zero_optimization": zero_section(spec),
+        "optimizer": {"type": "AdamW", "params": adam},
+        "bf16": {"enabled": spec.dtype == "bfloat16"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
     if algo.warmup_steps > 0:  # otherwise a constant learning rate (WarmupLR would start at 0)
         config["scheduler"] = {
             "type": "WarmupLR",
-            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": algo.lr, "warmup_num_steps": algo.warmup_steps,
+            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": lr, "warmup_num_steps": algo.warmup_steps,
                        "warmup_type": "linear"},
         }
     return config
 
 
+def inference_config(spec: RankSpec) -> dict:
+    """A frozen model's engine (the reference) sharded like the policy under ZeRO-3: parameters only, no optimizer
+    (OpenRLHF's eval config; TRL's prepare_deepspeed does the same for its reference model)."""
+    section = {key: value for key, value in zero_section(spec).items() if key != "offload_optimizer"}
+    return {"train_micro_batch_size_per_gpu": spec.micro_batch_size, "gradient_accumulation_steps": 1,
+            "zero_optimization": section, "bf16": {"enabled": spec.dtype == "bfloat16"}, "steps_per_print": 10**9,
+            "wall_clock_breakdown": False}
+
+
 def torch_dtype(dtype: str) -> torch.dtype:
     """The torch dtype of a `dtype` setting ("bfloat16" or "float32")."""
     return torch.bfloat16 if dtype == "bfloat16" else torch.float32
-
-
-def start_engine(model: torch.nn.Module, config: dict):
-    """(engine, scheduler, step gate) for `model`'s trainable parameters: its checkpoints load without unpickling
-    (rl/workers/safe_load.py), and the gate skips an optimizer step whose loss or gradient is not finite
-    (rl/workers/step_gate.py)."""
-    import deepspeed
-
-    from rl.workers.safe_load import use_safe_checkpoint_loading
-    from rl.workers.step_gate import StepGate  # imports this module
-
-    engine, _, _, scheduler = deepspeed.initialize(
-        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=config
-    )
-    use_safe_checkpoint_loading(engine)
-    return engine, scheduler, StepGate(engine)
-
-
-def save_engine(engine, directory: str | Path) -> None:
-    """The engine's state (module, optimizer, scheduler) into `directory/deepspeed`."""
-    engine.save_checkpoint(str(directory), tag="deepspeed", save_latest=False)
-
-
-def load_engine(engine, directory: str | Path, what: str = "") -> None:
-    """Load what `save_engine` wrote into `directory` (read with weights_only=True, rl/workers/safe_load.py);
-    FileNotFoundError
-    naming the folder when there is none (`what` names the model in the message, e.g. "critic ")."""
-    path, _ = engine.load_checkpoint(
-        str(directory), tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True
-    )
-    if path is None:
-        raise FileNotFoundError(f"no {what}DeepSpeed checkpoint under {directory}/deepspeed")
 
 
 def weight_fraction(mask: torch.Tensor, total: float, aggregation: str) -> float:
@@ -202,27 +234,25 @@ def finite_values(stats: dict[str, float]) -> dict[str, float]:
     return {key: value for key, value in stats.items() if math.isfinite(value)}
 
 
-def run_update_schedule(loss_mask: torch.Tensor, algo, micro_batch_size: int, micro_step,
-                        begin_minibatch=None, end_minibatch=None) -> dict[str, float]:
-    """ppo_epochs x minibatches optimizer steps over the rows of a batch, each minibatch in micro-batches.
+def minibatch_rows(n_rows: int, minibatches: int) -> list[list[int]]:
+    """The rows of each minibatch of one epoch: contiguous, equal parts."""
+    size = n_rows // minibatches
+    return [list(range(begin, begin + size)) for begin in range(0, n_rows, size)]
 
-    `micro_step(rows, total)` runs one forward/backward on `rows`, `total` being its minibatch's aggregation count,
-    and returns its stats; the result is the mean of every stat over all micro-steps. `begin_minibatch(rows)` and
-    `end_minibatch()` (returning stats too), when given, run around each minibatch's micro-steps (the shared
-    prefix's forward and backward).
-    """
-    n_rows = loss_mask.shape[0]
-    minibatch_size = n_rows // algo.minibatches
-    stats: dict[str, list[float]] = {}
-    for _epoch in range(algo.ppo_epochs):
-        for mb_start in range(0, n_rows, minibatch_size):
-            mb_rows = list(range(mb_start, mb_start + minibatch_size))
-            total = aggregation_total(loss_mask[mb_rows], algo.loss_aggregation)
-            if begin_minibatch is not None:
-                begin_minibatch(mb_rows)
-            for micro_start in range(0, minibatch_size, micro_batch_size):
-                for key, value in micro_step(mb_rows[micro_start : micro_start + micro_batch_size], total).items():
-                    stats.setdefault(key, []).append(value)
-            for key, value in (end_minibatch() if end_minibatch is not None else {}).items():
-                stats.setdefault(key, []).append(value)
-    return {key: float(np.mean(values)) for key, values in stats.items()}
+
+def micro_batches(rows: list[int], micro_batch_size: int) -> list[list[int]]:
+    return [rows[begin : begin + micro_batch_size] for begin in range(0, len(rows), micro_batch_size)]
+
+
+class StatMeans:
+    """Stats collected over an update's micro-steps; `means()` averages each key over the steps that reported it."""
+
+    def __init__(self):
+        self.values: dict[str, list[float]] = {}
+
+    def add(self, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            self.values.setdefault(key, []).append(value)
+
+    def means(self) -> dict[str, float]:
+        return {key: float(np.mean(values)) for key, values in self.values.items()}

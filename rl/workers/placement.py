@@ -55,10 +55,15 @@ class PlacementPlan:
     bundles: tuple[dict, ...]  # Ray resource dicts, one per bundle
     engines: tuple[Slot, ...]
     trainers: tuple[Slot, ...]
-    critic: Slot | None
+    critics: tuple[Slot, ...]  # the critic's ranks (trainer.critic_world_size), none without a critic
     reward_model: Slot | None
     engines_sleep: bool  # vLLM sleeps during the update (colocated on GPU)
     judges: tuple[Slot, ...] = ()  # one per served judge, in its own bundle
+
+    @property
+    def critic(self) -> Slot | None:
+        """The first critic rank's slot."""
+        return self.critics[0] if self.critics else None
 
     @property
     def total_cpus(self) -> float:
@@ -69,12 +74,13 @@ class PlacementPlan:
         return sum(b.get("GPU", 0) for b in self.bundles)
 
 
-def plan_placement(mode: str, n_engines: int, world_size: int, with_critic: bool, with_reward_model: bool,
+def plan_placement(mode: str, n_engines: int, world_size: int, with_critic: int, with_reward_model: bool,
                    use_gpus: bool, engine_gpus: float = 1.0, trainer_gpus: float = 1.0, critic_gpus: float = 1.0,
                    reward_model_gpus: float = 0.0, sleep: str = "auto",
                    judge_gpus: tuple[float, ...] = (), tensor_parallel_size: int = 1) -> PlacementPlan:
-    """The bundles and each actor's slot. `sleep`: auto (colocated on GPU) | true | false. `judge_gpus`: GPUs of
-    each served judge. `tensor_parallel_size`: GPUs (and vLLM workers) per engine."""
+    """The bundles and each actor's slot. `with_critic`: the critic's ranks (True = 1, False = none). `sleep`: auto
+    (colocated on GPU) | true | false. `judge_gpus`: GPUs of each served judge. `tensor_parallel_size`: GPUs (and
+    vLLM workers) per engine."""
     if mode not in PLACEMENTS:
         raise ValueError(f"resources.placement={mode!r}: expected one of {', '.join(PLACEMENTS)}")
     if sleep not in ("auto", "true", "false"):
@@ -147,15 +153,16 @@ def _split(n_engines, world_size, with_critic, with_reward_model, use_gpus, engi
 
     engines = tuple(tensor_parallel_engine() if tp > 1 else own_bundle(engine_gpus) for _ in range(n_engines))
     trainers = tuple(own_bundle(trainer_gpus) for _ in range(world_size))
-    critic = own_bundle(critic_gpus) if with_critic else None
+    critics = tuple(own_bundle(critic_gpus) for _ in range(int(with_critic)))
     reward_model = own_bundle(reward_model_gpus) if with_reward_model else None
-    return PlacementPlan("split", tuple(bundles), engines, trainers, critic, reward_model, engines_sleep=False)
+    return PlacementPlan("split", tuple(bundles), engines, trainers, critics, reward_model, engines_sleep=False)
 
 
 def _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, engines_sleep, tp) -> PlacementPlan:
     n_bundles = max(n_engines * tp, world_size)
     roles = [("engine", i * tp) for i in range(n_engines)] + [("trainer", i) for i in range(world_size)]
-    roles += [("critic", 0)] * with_critic + [("reward_model", 0)] * with_reward_model
+    # critic rank i joins pair i (rank 0 with pair 0, as the reward model)
+    roles += [("critic", i % n_bundles) for i in range(int(with_critic))] + [("reward_model", 0)] * with_reward_model
     cpu_members = [0] * n_bundles  # actors per bundle
     for _, bundle in roles:
         cpu_members[bundle] += 1
@@ -180,7 +187,7 @@ def _colocated(n_engines, world_size, with_critic, with_reward_model, use_gpus, 
     def of(role: str) -> tuple[Slot, ...]:
         return tuple(slot for r, slot in slots if r == role)
 
-    return PlacementPlan("colocated", bundles, of("engine"), of("trainer"), (of("critic") or (None,))[0],
+    return PlacementPlan("colocated", bundles, of("engine"), of("trainer"), of("critic"),
                          (of("reward_model") or (None,))[0], engines_sleep)
 
 

@@ -1,4 +1,4 @@
-"""A NaN/inf loss or gradient skips the whole optimizer step: real DeepSpeed engines (ZeRO 0/1/2, fp32 and bf16) and a
+"""A NaN/inf loss or gradient skips the whole optimizer step: real DeepSpeed engines (ZeRO 0-3, fp32 and bf16) and a
 real PolicyTrainer on the tiny model, in this process. Skipped = weights, Adam moments and step count bitwise unchanged,
 gradients dropped, the LR schedule not advanced; the next finite step moves the weights again."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rl.algo.batch import collate
 from rl.algo.config import AlgoConfig
 from rl.workers.cluster import free_port
 from rl.workers.deepspeed_rank import init_rank
+from rl.workers.learner import full_weights
 from rl.workers.step_gate import StepGate
 from rl.workers.trainer import PolicyTrainer
 from tests.samples import one_cpu_rank, sample_of
@@ -28,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def snapshot(engine) -> dict[str, torch.Tensor]:
     """Every module weight, every master weight the optimizer updates, and every optimizer state value."""
+    if engine.zero_optimization_stage() == 3:
+        return _zero3_snapshot(engine)
     out = {f"module.{k}": v.detach().clone() for k, v in engine.module.state_dict().items()}
     optimizer = engine.basic_optimizer
     for i, group in enumerate(optimizer.param_groups):
@@ -35,6 +38,18 @@ def snapshot(engine) -> dict[str, torch.Tensor]:
             out[f"master.{i}.{j}"] = param.detach().clone()
             for key, value in optimizer.state.get(param, {}).items():
                 out[f"state.{i}.{j}.{key}"] = value.detach().clone() if torch.is_tensor(value) else torch.tensor(value)
+    return out
+
+
+def _zero3_snapshot(engine) -> dict[str, torch.Tensor]:
+    """ZeRO-3: the gathered module weights, and the fp32 partitions the optimizer steps one at a time (its param groups
+    hold them only during the step) with their states."""
+    out = {f"module.{k}": v.clone() for k, v in full_weights(engine.module, sharded=True)}
+    state = engine.basic_optimizer.state
+    for i, flat in enumerate(engine.optimizer.fp32_partitioned_groups_flat):
+        out[f"master.{i}"] = flat.detach().clone()
+        for key, value in state.get(flat, {}).items():
+            out[f"state.{i}.{key}"] = value.detach().clone() if torch.is_tensor(value) else torch.tensor(value)
     return out
 
 
@@ -72,11 +87,13 @@ def _window(engine, gate, fault: str | None) -> list:
     dtype = next(engine.module.parameters()).dtype
     results = []
     for micro in range(2):
-        loss = engine(torch.randn(1, 8).to(dtype)).float().sum()
-        if fault == "loss" and micro == 0:
-            loss = loss * float("nan")
+        output = engine(torch.randn(1, 8).to(dtype)).float().sum()
+        loss = output * float("nan") if fault == "loss" and micro == 0 else output
         hook = engine.module[0].weight.register_hook(lambda g: g * float("inf")) if fault == "grad" and micro else None
-        gate.backward(loss, zero=lambda: sum(p.sum() for p in engine.module.parameters()) * 0.0)
+        # ZeRO-3 holds only shards outside a forward: its zero loss goes through this forward's graph.
+        zero = (lambda: output * 0.0) if engine.zero_optimization_stage() == 3 else \
+            (lambda: sum(p.sum() for p in engine.module.parameters()) * 0.0)
+        gate.backward(loss, zero=zero)
         if hook is not None:
             hook.remove()
         results.append(gate.step())
@@ -84,7 +101,7 @@ def _window(engine, gate, fault: str | None) -> list:
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("stage", [0, 1, 2])
+@pytest.mark.parametrize("stage", [0, 1, 2, 3])
 @pytest.mark.parametrize("fault", ["loss", "grad"])
 def test_a_non_finite_window_skips_the_whole_step_in_every_zero_stage(world, stage, bf16, fault):
     engine, scheduler = _engine(stage, bf16)
