@@ -243,7 +243,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
     trainers = [
         Trainer.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
             rank_spec(rank, cfg.trainer.world_size, port, micro, per_minibatch // micro), cfg.algo,
-            cfg.rollout.temperature, cfg.trainer.prefix_sharing,
+            cfg.rollout.temperature, cfg.trainer.prefix_sharing, cfg.model.lora,
         )
         for rank, slot in enumerate(plan.trainers)
     ]
@@ -257,6 +257,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
         options = {**slot_options(group, plan.critic), **learner_options(cfg, hardware)}
         critic = make_critic_actor().options(**options).remote(
             rank_spec(0, 1, free_port(), critic_micro, critic_minibatch // critic_micro), cfg.algo, cfg.algo.critic_lr,
+            cfg.model.lora,
         )
     named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
              **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {}),

@@ -16,6 +16,9 @@ lm-human-prefs), aggregated like the policy loss (`algo.loss_aggregation`), `alg
 optimizer steps. No value-loss weight (vf_coef): that weighs a value loss sharing parameters with the policy; this
 critic has its own parameters and optimizer, where a constant factor only rescales the gradient. Left out: a separate
 critic model.
+
+With `model.lora.rank > 0` the backbone gets LoRA adapters with the policy's settings (rl/workers/lora.py) and the
+value head stays fully trainable; checkpoints then hold the adapters and the head only.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from torch import nn
 
 from rl.algo.batch import TrainBatch
 from rl.algo.losses import clipped_value_loss
+from rl.workers import lora as lora_adapters
 from rl.workers.deepspeed_rank import (
     RankSpec, deepspeed_config, finite_values, join_process_group, load_engine, run_update_schedule, save_engine,
     start_engine, torch_dtype, weight_fraction,
@@ -51,8 +55,9 @@ class ValueModel(nn.Module):
 
 
 class CriticTrainer:
-    def __init__(self, spec: RankSpec, algo, lr: float | None):
-        """`lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
+    def __init__(self, spec: RankSpec, algo, lr: float | None, lora=None):
+        """`lr` overrides `algo.lr` (critics usually learn faster than the policy); `lora` is the model.lora
+        section (rank > 0: adapters on the backbone)."""
         from dataclasses import replace
         from transformers import AutoModel
 
@@ -63,11 +68,14 @@ class CriticTrainer:
         backbone = AutoModel.from_pretrained(spec.model_path, dtype=model_dtype)
         if spec.gradient_checkpointing:
             backbone.gradient_checkpointing_enable()
+        backbone = lora_adapters.wrap(backbone, lora, task_type=None)
         model = ValueModel(backbone, backbone.config.hidden_size).to(model_dtype)
         config_algo = algo if lr is None else replace(algo, lr=lr)
         config = deepspeed_config(config_algo, spec.micro_batch_size, spec.grad_accum_steps, spec.dtype,
                                   spec.world_size)
         self.engine, self.scheduler, self.gate = start_engine(model, config)
+        if lora_adapters.enabled(lora):
+            lora_adapters.checkpoint_adapters_only(self.engine)
         self.lr = config_algo.lr
 
     def ready(self) -> bool:

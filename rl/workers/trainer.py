@@ -1,4 +1,5 @@
-"""PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy).
+"""PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy; with
+LoRA adapters, rl/workers/lora.py, the reference is the policy with its adapters off).
 
 A thin wrapper: a DeepSpeed engine (ZeRO-2 with several ranks, no ZeRO on one; gloo + fp32 on CPU, nccl + bf16 on
 GPU) and the pure loss functions of rl/algo/losses.py, rl/algo/kl.py, rl/algo/importance.py. Run as a Ray actor, one per
@@ -25,6 +26,7 @@ from rl.algo.importance import truncated_is_weights
 from rl.algo.kl import kl_estimate
 from rl.algo.logprobs import token_logprobs
 from rl.algo.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
+from rl.workers import lora as lora_adapters
 from rl.workers import rng_state
 from rl.workers.deepspeed_rank import (
     RankSpec, deepspeed_config, finite_values, join_process_group, load_engine, min_over_ranks, run_update_schedule,
@@ -34,7 +36,8 @@ from rl.workers.prefix_sharing import SharedPrefix, shared_prefix_length
 
 
 class PolicyTrainer:
-    def __init__(self, spec: RankSpec, algo, temperature: float, prefix_sharing: bool):
+    def __init__(self, spec: RankSpec, algo, temperature: float, prefix_sharing: bool, lora=None):
+        """`lora`: the model.lora section; rank > 0 trains LoRA adapters only (rl/workers/lora.py)."""
         from transformers import AutoModelForCausalLM
 
         self.algo, self.rank, self.device = algo, spec.rank, spec.device
@@ -45,14 +48,17 @@ class PolicyTrainer:
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=model_dtype)
         if spec.gradient_checkpointing:
             model.gradient_checkpointing_enable()
+        model = lora_adapters.wrap(model, lora)
         self.tied_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
         # With prefix sharing each optimizer step has one more backward: the shared prefix's, after the micro-batches.
         self.prefix = None  # the current minibatch's SharedPrefix while an update runs
         config = deepspeed_config(algo, spec.micro_batch_size, spec.grad_accum_steps + int(prefix_sharing), spec.dtype,
                                   spec.world_size)
         self.engine, self.scheduler, self.gate = start_engine(model, config)
-        self.reference = None
-        if algo.uses_reference:
+        self.reference = None  # with LoRA: the policy itself with its adapters off
+        if lora_adapters.enabled(lora):
+            lora_adapters.checkpoint_adapters_only(self.engine)
+        elif algo.uses_reference:
             self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=model_dtype).to(self.engine.device)
             self.reference.eval().requires_grad_(False)
 
@@ -110,8 +116,14 @@ class PolicyTrainer:
         """Per-token KL(pi || ref) estimates of the sampled tokens, [B, L] in token coordinates (0 where untrained),
         for algo.kl_in=reward: summed into a sequence penalty (GRPO) or added per token (PPO, Ziegler et al. 2019)."""
         policy = self._no_grad_logprobs(self.engine.module, batch, micro_batch_size)
-        reference = self._no_grad_logprobs(self.reference, batch, micro_batch_size)
+        reference = self._reference_logprobs(batch, micro_batch_size)
         return kl_estimate(policy, reference, self.algo.kl_estimator) * batch.loss_mask
+
+    def _reference_logprobs(self, batch: TrainBatch, micro_batch_size: int) -> torch.Tensor:
+        if self.reference is not None:
+            return self._no_grad_logprobs(self.reference, batch, micro_batch_size)
+        with lora_adapters.adapters_off(self.engine.module):  # LoRA: the frozen base is the reference
+            return self._no_grad_logprobs(self.engine.module, batch, micro_batch_size)
 
     def update(self, batch: TrainBatch, micro_batch_size: int, kl_coef: float = 0.0) -> dict[str, float]:
         """One RL update on this rank's shard: ppo_epochs x minibatches optimizer steps. Returns mean stats.
@@ -127,9 +139,7 @@ class PolicyTrainer:
         # With a single optimizer step the policy that sampled is the current one: old log-probs = detached current
         # ones.
         old_logprobs = self._no_grad_logprobs(self.engine.module, batch, micro_batch_size) if n_steps > 1 else None
-        ref_logprobs = (
-            self._no_grad_logprobs(self.reference, batch, micro_batch_size) if kl_coef > 0 else None
-        )
+        ref_logprobs = self._reference_logprobs(batch, micro_batch_size) if kl_coef > 0 else None
         logprob_seconds = time.time() - start
         self.phase_seconds = {"prefix_forward": 0.0, "prefix_backward_and_step": 0.0}
         result = run_update_schedule(
@@ -239,9 +249,10 @@ class PolicyTrainer:
 
     # ---- weights and checkpoints ------------------------------------------------------------------------------------
     def get_weights(self) -> list[tuple[str, np.ndarray]]:
-        """Full HF-named weights as numpy arrays (bf16 travels as its int16 bit pattern; numpy has no bf16)."""
+        """Full HF-named weights as numpy arrays (bf16 travels as its int16 bit pattern; numpy has no bf16); with LoRA,
+        the base weights with the adapters merged in."""
         weights = []
-        for name, tensor in self.engine.module.state_dict().items():
+        for name, tensor in lora_adapters.hf_weights(self.engine.module):
             if self.tied_embeddings and name == "lm_head.weight":
                 continue  # vLLM ties it to the embedding itself
             tensor = tensor.detach().cpu().contiguous()
