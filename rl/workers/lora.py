@@ -100,7 +100,8 @@ def hf_weights(module: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         owner, _, leaf = name.rpartition(".base_layer.")
         layer = layers.get(owner) if leaf else None
         if layer is not None and leaf == "weight" and ADAPTER in layer.active_adapters and not layer.merged:
-            tensor = tensor + layer.get_delta_weight(ADAPTER).to(tensor.dtype)
+            # summed in fp32: a bf16 sum would round a small delta away against a large weight
+            tensor = (tensor.float() + layer.get_delta_weight(ADAPTER).float()).to(tensor.dtype)
         yield hf_name(name), tensor
 
 
