@@ -19,3 +19,13 @@ def one_cpu_rank(model_dir, micro_batch_size: int, grad_accum_steps: int) -> Ran
     """Rank 0 of 1 on this machine's CPU (gloo, fp32, seed 0), without gradient checkpointing or a length normaliser."""
     return RankSpec(str(model_dir), 0, 1, "127.0.0.1", free_port(), micro_batch_size, grad_accum_steps, "cpu",
                     "float32", 0, False, None)
+
+
+def lora_config(rank: int = 8, **fields):
+    """A model.lora section with adapters on every linear layer; skips the test where PEFT is not installed."""
+    import pytest
+
+    pytest.importorskip("peft", reason="LoRA needs peft (pyproject.toml)")
+    from rl.config import LoraConfig
+
+    return LoraConfig(rank=rank, **fields)

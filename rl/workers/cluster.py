@@ -278,7 +278,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
     Trainer = make_trainer_actor()
     trainers = [
         Trainer.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
-            spec, cfg.algo, cfg.rollout.temperature, cfg.trainer.prefix_sharing)
+            spec, cfg.algo, cfg.rollout.temperature, cfg.trainer.prefix_sharing, cfg.model.lora)
         for spec, slot in zip(specs(cfg.trainer.world_size), plan.trainers)
     ]
     critics = []
@@ -287,7 +287,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
 
         Critic = make_critic_actor()
         critics = [Critic.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
-                       spec, cfg.algo, cfg.algo.critic_lr)
+                       spec, cfg.algo, cfg.algo.critic_lr, cfg.model.lora)
                    for spec, slot in zip(specs(len(plan.critics)), plan.critics)]
     named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
              **{f"trainer rank {r}": t for r, t in enumerate(trainers)},

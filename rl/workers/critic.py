@@ -16,6 +16,9 @@ lm-human-prefs), aggregated like the policy loss (`algo.loss_aggregation`), `alg
 optimizer steps. No value-loss weight (vf_coef): that weighs a value loss sharing parameters with the policy; this
 critic has its own parameters and optimizer, where a constant factor only rescales the gradient. Left out: a separate
 critic model. With several critic ranks the driver gives each an equal share of the batch (rl/workers/cluster.py).
+
+With `model.lora.rank > 0` the backbone gets LoRA adapters with the policy's settings (rl/workers/lora.py) and the
+value head stays fully trainable; checkpoints then hold the adapters and the head only.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from torch import nn
 
 from rl.algo.batch import TrainBatch
 from rl.algo.losses import clipped_value_loss
+from rl.workers import lora as lora_adapters
 from rl.workers.deepspeed_rank import (
     RankSpec, StatMeans, aggregation_total, deepspeed_config, finite_values, micro_batches, minibatch_rows, torch_dtype,
     weight_fraction,
@@ -54,8 +58,9 @@ class CriticTrainer(DeepSpeedLearner):
     checkpoint_subdir = CRITIC_SUBDIR
     keeps_rng_state = False  # the critic draws no random numbers (no dropout, no sampling)
 
-    def __init__(self, spec: RankSpec, algo, lr: float | None):
-        """`lr` overrides `algo.lr` (critics usually learn faster than the policy)."""
+    def __init__(self, spec: RankSpec, algo, lr: float | None, lora=None):
+        """`lr` overrides `algo.lr` (critics usually learn faster than the policy); `lora` is the model.lora
+        section (rank > 0: adapters on the backbone)."""
         from transformers import AutoModel
 
         super().__init__(spec)
@@ -64,6 +69,7 @@ class CriticTrainer(DeepSpeedLearner):
         backbone = self.load_pretrained(AutoModel)
         if spec.gradient_checkpointing:
             backbone.gradient_checkpointing_enable()
+        backbone = lora_adapters.wrap(backbone, lora, task_type=None)
         model = ValueModel(backbone, backbone.config.hidden_size)
         if self.zero3:  # the backbone holds shards in its dtype already; only the new head needs converting
             model.value_head.to(model_dtype)
@@ -71,6 +77,8 @@ class CriticTrainer(DeepSpeedLearner):
             model = model.to(model_dtype)
         self.lr = algo.lr if lr is None else lr
         self.start(model, deepspeed_config(algo, spec, lr=self.lr))
+        if lora_adapters.enabled(lora):
+            lora_adapters.checkpoint_adapters_only(self.engine)
 
     # ---- values ------------------------------------------------------------------------------------------------------
     def _values(self, model, batch: TrainBatch, start: int) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy).
+"""PolicyTrainer: one DeepSpeed rank holding the policy (and, when a KL penalty is on, a frozen reference copy; with
+LoRA adapters, rl/workers/lora.py, the reference is the policy with its adapters off).
 
 A thin wrapper: a DeepSpeed engine (trainer.zero_stage; by default ZeRO-2 with several ranks, no ZeRO on one; gloo +
 fp32 on CPU, nccl + bf16 on GPU; rl/workers/learner.py) and the pure loss functions of rl/algo/losses.py, rl/algo/kl.py, rl/algo/importance.py. Run as a Ray actor, one per
@@ -26,17 +27,19 @@ from rl.algo.importance import truncated_is_weights
 from rl.algo.kl import kl_estimate
 from rl.algo.logprobs import token_logprobs
 from rl.algo.losses import aggregate_token_loss, clipped_policy_loss, entropy_from_logits, masked_mean
+from rl.workers import lora as lora_adapters
 from rl.workers.deepspeed_rank import (
     RankSpec, StatMeans, aggregation_total, deepspeed_config, finite_values, inference_config, micro_batches,
     min_over_ranks, minibatch_rows, weight_fraction,
 )
-from rl.workers.learner import DeepSpeedLearner, full_weights
+from rl.workers.learner import DeepSpeedLearner
 from rl.workers.prefix_sharing import SharedPrefix, shared_prefix_length
 from rl.workers.weight_broadcast import SendingTrainer
 
 
 class PolicyTrainer(DeepSpeedLearner, SendingTrainer):
-    def __init__(self, spec: RankSpec, algo, temperature: float, prefix_sharing: bool):
+    def __init__(self, spec: RankSpec, algo, temperature: float, prefix_sharing: bool, lora=None):
+        """`lora`: the model.lora section; rank > 0 trains LoRA adapters only (rl/workers/lora.py)."""
         from transformers import AutoModelForCausalLM
 
         super().__init__(spec)
@@ -45,10 +48,15 @@ class PolicyTrainer(DeepSpeedLearner, SendingTrainer):
         model = self.load_pretrained(AutoModelForCausalLM)
         if spec.gradient_checkpointing:
             model.gradient_checkpointing_enable()
+        model = lora_adapters.wrap(model, lora)
         self.tied_embeddings = bool(getattr(model.config, "tie_word_embeddings", False))
         # With prefix sharing each optimizer step has one more backward: the shared prefix's, after the micro-batches.
         self.start(model, deepspeed_config(algo, spec, extra_micro_steps=int(prefix_sharing)))
-        self.reference = self._start_reference(AutoModelForCausalLM) if algo.uses_reference else None
+        self.reference = None  # with LoRA: the policy itself with its adapters off
+        if lora_adapters.enabled(lora):
+            lora_adapters.checkpoint_adapters_only(self.engine)
+        elif algo.uses_reference:
+            self.reference = self._start_reference(AutoModelForCausalLM)
 
     def _start_reference(self, auto_class) -> torch.nn.Module:
         """The frozen reference: a full copy on each rank, or under ZeRO-3 sharded like the policy in an
@@ -116,8 +124,12 @@ class PolicyTrainer(DeepSpeedLearner, SendingTrainer):
 
     @torch.no_grad()
     def reference_logprobs(self, batch: TrainBatch, micro_batch_size: int) -> torch.Tensor:
-        """Token-coordinate log-probs of the frozen reference policy (the KL's other side)."""
-        return self._no_grad_logprobs(self.reference, batch, micro_batch_size)
+        """Token-coordinate log-probs of the frozen reference policy (the KL's other side): its own model, or with
+        LoRA the policy with its adapters off (the base never trains)."""
+        if self.reference is not None:
+            return self._no_grad_logprobs(self.reference, batch, micro_batch_size)
+        with lora_adapters.adapters_off(self.engine.module):
+            return self._no_grad_logprobs(self.engine.module, batch, micro_batch_size)
 
     def update(self, batch: TrainBatch, micro_batch_size: int, kl_coef: float = 0.0) -> dict[str, float]:
         """One RL update on this rank's shard: ppo_epochs x minibatches optimizer steps, each over the minibatch's
@@ -227,8 +239,8 @@ class PolicyTrainer(DeepSpeedLearner, SendingTrainer):
     def named_weights(self):
         """The full HF-named weights the engines load, one tensor at a time (on the trainer's device). Under ZeRO-3
         every rank must run the iteration to its end (each module's gather is collective); the tensors are copies
-        there, as a gathered tensor is released after its module."""
-        for name, tensor in full_weights(self.engine.module, sharded=self.zero3):
+        there, as a gathered tensor is released after its module. With LoRA: the base weights with the adapters merged in."""
+        for name, tensor in lora_adapters.hf_weights(self.engine.module, sharded=self.zero3):
             if self.tied_embeddings and name == "lm_head.weight":
                 continue  # vLLM ties the head to the embedding itself
             yield name, tensor.clone() if self.zero3 else tensor

@@ -21,7 +21,7 @@ from rl.workers.step_gate import StepGate
 from rl.workers.trainer import PolicyTrainer
 from tests.samples import one_cpu_rank, sample_of
 from tests.train_runs import HANG_GUARD_S
-from tests.workers.test_trainer import BAD, GOOD, PROMPT
+from tests.workers.test_trainer import BAD, GOOD, PROMPT, lora_of
 
 pytestmark = pytest.mark.heavy
 REPO = Path(__file__).resolve().parents[2]
@@ -133,11 +133,19 @@ def test_without_the_gate_fp32_without_zero_applies_an_inf_gradient(world):
     assert engine.skipped_steps == 0 and not torch.isfinite(engine.module[0].weight).all()
 
 
-# ---- the real policy trainer ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def trainer(tiny_model_dir):
+# ---- the real policy trainer (full fine-tuning and LoRA) ------------------------------------------------------------
+@pytest.fixture(scope="module", params=["full", "lora"])
+def trainer(request, tiny_model_dir):
     algo = AlgoConfig(lr=1e-3, kl_coef=0.0, tis_cap=None)
-    return PolicyTrainer(one_cpu_rank(tiny_model_dir, 2, 2), algo, temperature=1.0, prefix_sharing=False)
+    return PolicyTrainer(one_cpu_rank(tiny_model_dir, 2, 2), algo, temperature=1.0, prefix_sharing=False,
+                         lora=lora_of(request.param))
+
+
+def _trained_down_proj(trainer) -> tuple[str, torch.nn.Parameter]:
+    """(snapshot key, parameter) of a trained weight of layer 0's MLP: the weight itself, or its LoRA B matrix."""
+    name, param = next((n, p) for n, p in trainer.engine.module.named_parameters()
+                       if "layers.0.mlp.down_proj" in n and p.requires_grad and ".lora_A." not in n)
+    return f"module.{name}", param
 
 
 def _batch(advantages: list[float]):
@@ -155,13 +163,13 @@ def test_policy_trainer_skips_an_update_with_a_nan_advantage_then_applies_the_ne
     assert math.isfinite(stats["loss"])  # the finite micro-batch's loss only
     stats = trainer.update(_batch([1.0, -1.0, 1.0, -1.0]), micro_batch_size=2)
     assert stats["skipped_update_frac"] == 0.0 and stats["grad_norm"] > 0
-    after = snapshot(trainer.engine)
-    assert not torch.equal(before["module.model.embed_tokens.weight"], after["module.model.embed_tokens.weight"])
+    key, _ = _trained_down_proj(trainer)
+    assert not torch.equal(before[key], snapshot(trainer.engine)[key])
 
 
 def test_policy_trainer_skips_an_update_whose_gradient_is_inf(trainer):
     before, skipped = snapshot(trainer.engine), trainer.engine.skipped_steps
-    weight = trainer.engine.module.model.layers[0].mlp.down_proj.weight
+    _, weight = _trained_down_proj(trainer)
     hook = weight.register_hook(lambda g: g * float("inf"))
     try:
         stats = trainer.update(_batch([1.0, -1.0, 1.0, -1.0]), micro_batch_size=2)

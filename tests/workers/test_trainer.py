@@ -1,5 +1,5 @@
 """The DeepSpeed policy trainer (one rank, no ZeRO, gloo, fp32), in this process: the GRPO update moves log-probs
-the right way."""
+the right way. Each test runs with full fine-tuning and with LoRA adapters (rl/workers/lora.py)."""
 from __future__ import annotations
 
 import pytest
@@ -7,8 +7,9 @@ import torch
 
 from rl.algo.batch import collate
 from rl.algo.config import AlgoConfig
+from rl.workers import lora
 from rl.workers.trainer import PolicyTrainer
-from tests.samples import one_cpu_rank, sample_of
+from tests.samples import lora_config, one_cpu_rank, sample_of
 
 pytestmark = pytest.mark.heavy
 
@@ -18,10 +19,16 @@ def _sequence_logprob(trainer: PolicyTrainer, batch, row: int) -> float:
     return float((logprobs[row] * batch.loss_mask[row]).sum())
 
 
-@pytest.fixture(scope="module")
-def trainer(tiny_model_dir):
+def lora_of(mode: str):
+    """The model.lora section of a test mode: None (full fine-tuning) or adapters of rank 8."""
+    return lora_config() if mode == "lora" else None
+
+
+@pytest.fixture(scope="module", params=["full", "lora"])
+def trainer(request, tiny_model_dir):
     algo = AlgoConfig(lr=1e-3, kl_coef=0.1, kl_estimator="k1", tis_cap=None)
-    return PolicyTrainer(one_cpu_rank(tiny_model_dir, 2, 2), algo, temperature=1.0, prefix_sharing=False)
+    return PolicyTrainer(one_cpu_rank(tiny_model_dir, 2, 2), algo, temperature=1.0, prefix_sharing=False,
+                         lora=lora_of(request.param))
 
 
 PROMPT = [1, 510, 2021, 314, 253, 2]
@@ -52,7 +59,7 @@ def test_update_raises_the_advantaged_sequence_and_lowers_the_other(trainer):
 def test_weights_for_vllm_skip_the_tied_head_and_match_the_module(trainer):
     weights = dict(trainer.get_weights())
     assert "lm_head.weight" not in weights  # tied to the embedding: vLLM ties it itself
-    module = trainer.engine.module.state_dict()
+    module = dict(lora.hf_weights(trainer.engine.module))  # the state dict itself without LoRA
     assert set(weights) == set(module) - {"lm_head.weight"}
     assert torch.equal(torch.from_numpy(weights["model.embed_tokens.weight"]), module["model.embed_tokens.weight"])
 
@@ -81,13 +88,15 @@ def test_prefix_shared_logprobs_equal_the_plain_forward(trainer):
     torch.testing.assert_close(shared[trained], plain[trained], atol=1e-5, rtol=1e-5)
 
 
-def test_prefix_shared_update_equals_the_plain_update(tiny_model_dir):
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_prefix_shared_update_equals_the_plain_update(tiny_model_dir, mode):
     """Prefix sharing across micro-batches (the prefix's backward as the last DeepSpeed micro-step) gives the plain
     update: the same gradient norm and the same new weights."""
     algo = AlgoConfig(lr=1e-3, kl_coef=0.0, tis_cap=None)
     results = {}
     for sharing in (False, True):
-        trainer = PolicyTrainer(one_cpu_rank(tiny_model_dir, 1, 4), algo, temperature=1.0, prefix_sharing=sharing)
+        trainer = PolicyTrainer(one_cpu_rank(tiny_model_dir, 1, 4), algo, temperature=1.0, prefix_sharing=sharing,
+                                lora=lora_of(mode))
         stats = trainer.update(_batch(), micro_batch_size=1)
         weights = {k: v.detach().clone() for k, v in trainer.engine.module.state_dict().items()}
         results[sharing] = (stats["grad_norm"], weights, stats)
