@@ -26,17 +26,22 @@ KeyValues = list[tuple[Tensor, Tensor]]
 
 
 class PrefixCache(DynamicCache):
-    """The keys/values of a prefix ([1, H, P, D] per layer, no copy), extended by one forward of `num_layers` layers."""
+    """The keys/values of a prefix ([1, H, P, D] per layer, no copy), read by one forward of `num_layers` layers.
 
-    def __init__(self, past: KeyValues | None, num_layers: int):
+    `keep`: store prefix + this forward's keys/values (a forward that extends the prefix). A suffix forward keeps
+    nothing: under checkpointing the layers' replay holds this cache until the backward, and stored suffix keys would
+    outlive the forward there."""
+
+    def __init__(self, past: KeyValues | None, num_layers: int, keep: bool):
         super().__init__()
-        self.past, self.num_layers = list(past or []), num_layers
+        self.past, self.num_layers, self.keep = list(past or []), num_layers, keep
         self.layers = []  # filled with the prefix so that HF sizes the attention mask as prefix + queries
         for keys, values in self.past:
             layer = DynamicLayer()
             layer.lazy_initialization(keys, values)
             layer.keys, layer.values = keys, values
             self.layers.append(layer)
+        self.read_by: set[int] = set()
         self.extended: dict[int, tuple[Tensor, Tensor]] = {}
 
     def update(self, key_states: Tensor, value_states: Tensor, layer_idx: int, *args, **kwargs):
@@ -45,17 +50,23 @@ class PrefixCache(DynamicCache):
             values = torch.cat([self.past[layer_idx][1], value_states], dim=-2)
         else:
             keys, values = key_states, value_states
-        # The first call is the forward; a second one is a checkpointed layer's replay, whose tensors autograd discards.
-        self.extended.setdefault(layer_idx, (keys, values))
+        if layer_idx not in self.read_by:  # the forward; a second call is a checkpointed layer's replay: store nothing
+            self.read_by.add(layer_idx)
+            if self.keep:
+                self.extended[layer_idx] = (keys, values)
         return keys, values
 
-    def key_values(self) -> KeyValues:
-        """Per layer, the prefix's keys/values followed by those of this forward's tokens."""
-        missing = [index for index in range(self.num_layers) if index not in self.extended]
+    def check_read(self) -> None:
+        """Raise unless every layer attended to the prefix."""
+        missing = [index for index in range(self.num_layers) if index not in self.read_by]
         if missing:
             raise RuntimeError(f"layers {missing} of {self.num_layers} never read the shared prefix's cache: the model "
                                "dropped past_key_values (a decoder layer that is not a transformers "
                                "GradientCheckpointingLayer?); set trainer.prefix_sharing=false")
+
+    def key_values(self) -> KeyValues:
+        """Per layer, the prefix's keys/values followed by those of this forward's tokens (`keep`)."""
+        self.check_read()
         return [self.extended[index] for index in range(self.num_layers)]
 
 
@@ -87,6 +98,7 @@ def check_checkpointing(model) -> None:
         options = getattr(layer._gradient_checkpointing_func, "keywords", {})
         if options.get("use_reentrant", True):  # torch's checkpoint defaults to reentrant when not told
             raise ValueError(
-                "prefix sharing with gradient checkpointing needs non-reentrant checkpointing (the prefix's keys/values "
-                "reach the layers outside their positional inputs): call gradient_checkpointing_enable() without "
-                "gradient_checkpointing_kwargs or with {'use_reentrant': False}, or set trainer.prefix_sharing=false")
+                "prefix sharing with gradient checkpointing needs non-reentrant checkpointing (the prefix's "
+                "keys/values reach the layers outside their positional inputs): call gradient_checkpointing_enable() "
+                "without gradient_checkpointing_kwargs or with {'use_reentrant': False}, or set "
+                "trainer.prefix_sharing=false")

@@ -62,12 +62,12 @@ def _check_model(model) -> None:
         check_checkpointing(module)
 
 
-def _forward_on_prefix(model, past: list[tuple[Tensor, Tensor]] | None, **inputs):
-    """model(**inputs) attending to `past` first; returns (output, the cache: past + this forward's keys/values).
-    Works with gradient-checkpointed layers (rl/workers/prefix_cache.py)."""
+def _forward_on_prefix(model, past: list[tuple[Tensor, Tensor]] | None, keep: bool, **inputs):
+    """model(**inputs) attending to `past` first; returns (output, the cache: with `keep`, past + this forward's
+    keys/values). Works with gradient-checkpointed layers (rl/workers/prefix_cache.py)."""
     from rl.workers.prefix_cache import PrefixCache, num_decoder_layers, prefix_cache_kept
 
-    cache = PrefixCache(past, num_decoder_layers(_unwrapped(model)))
+    cache = PrefixCache(past, num_decoder_layers(_unwrapped(model)), keep)
     with prefix_cache_kept(_unwrapped(model)):
         # use_cache=False: the cache is ours, HF need not make one (and checkpointed layers would warn about it).
         out = model(**inputs, past_key_values=cache, use_cache=False)
@@ -79,7 +79,7 @@ def _extend_prefix(model, past: list[tuple[Tensor, Tensor]] | None, ids: Tensor,
     if ids.shape[1] == 0:
         return past
     positions = torch.arange(offset, offset + ids.shape[1], device=ids.device).unsqueeze(0)
-    _, cache = _forward_on_prefix(model, past, input_ids=ids, position_ids=positions, logits_to_keep=1)
+    _, cache = _forward_on_prefix(model, past, True, input_ids=ids, position_ids=positions, logits_to_keep=1)
     return cache.key_values()
 
 
@@ -99,9 +99,9 @@ def _suffix_logits(model, past, input_ids: Tensor, attention_mask: Tensor, prefi
     wanted = (torch.arange(batch, device=device)[:, None] * suffix
               + torch.arange(suffix - keep, suffix, device=device)[None, :]).reshape(-1)
     mask = _as_attention_mask(model, grouped_suffix_mask(batch, suffix, prefix_len, device), past[0][0].dtype)
-    out, cache = _forward_on_prefix(model, past, input_ids=input_ids[:, prefix_len:].reshape(1, batch * suffix),
+    out, cache = _forward_on_prefix(model, past, False, input_ids=input_ids[:, prefix_len:].reshape(1, batch * suffix),
                                     position_ids=positions, attention_mask=mask, logits_to_keep=wanted)
-    cache.key_values()  # every layer attended to the prefix (raises otherwise)
+    cache.check_read()
     return out.logits.view(batch, keep, -1)
 
 

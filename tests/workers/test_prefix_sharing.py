@@ -263,7 +263,7 @@ def test_prefix_cache_replay_returns_the_same_keys_and_keeps_the_first():
     from rl.workers.prefix_cache import PrefixCache
 
     past = [(torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)) for _ in range(2)]
-    cache = PrefixCache(past, num_layers=2)
+    cache = PrefixCache(past, num_layers=2, keep=True)
     assert cache.get_seq_length() == 5  # HF sizes the attention mask from it: prefix + queries
     new_keys, new_values = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
     first = cache.update(new_keys, new_values, 0)
@@ -273,3 +273,6 @@ def test_prefix_cache_replay_returns_the_same_keys_and_keeps_the_first():
     assert first[0].shape == (1, 2, 8, 4) and cache.extended[0][0] is first[0] and cache.get_seq_length() == 5
     with pytest.raises(RuntimeError, match=r"layers \[1\] of 2 never read the shared prefix's cache"):
         cache.key_values()
+    suffix_cache = PrefixCache(past, num_layers=2, keep=False)  # a suffix forward: nothing outlives it
+    suffix_cache.update(new_keys, new_values, 0)
+    assert suffix_cache.read_by == {0} and not suffix_cache.extended
