@@ -7,8 +7,8 @@ The trainer's path (rl/workers/prefix_sharing.py `SharedPrefix`): the shared pro
 micro-batches on top of its keys/values, each micro-batch's log-prob sum is backpropagated, then the prefix's
 surrogate loss. Random tokens stand in for text (the cost does not depend on which tokens). Every measurement runs in a
 fresh subprocess, so each peak is that variant's own: peak RSS while computing minus the RSS before it (activations,
-gradients and the allocator's slack), and the process's lifetime peak (`ru_maxrss`, the loaded model included). The
-variants take turns within each round; the load average is printed before and after.
+gradients and the allocator's slack), and the process's lifetime peak (`ru_maxrss`, the loaded model included); wall and
+CPU seconds. The variants take turns within each round; the load average is printed before and after.
 """
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def measure_one(args: argparse.Namespace, checkpointing: bool) -> dict:
     start = args.prefix
     sampler = RssSampler(interval_s=0.02)
     before = sampler.process.memory_info().rss
+    cpu_before = _cpu_seconds()
     with sampler:
         begin = time.perf_counter()
         prefix = SharedPrefix(model, ids, mask, start)
@@ -68,9 +69,16 @@ def measure_one(args: argparse.Namespace, checkpointing: bool) -> dict:
             logprobs.sum().backward()
         prefix.surrogate_loss().backward()
         seconds = time.perf_counter() - begin
-    return {"checkpointing": checkpointing, "seconds": seconds, "peak_over_start_gib": (sampler.peak_self - before) / 2**30,
+    return {"checkpointing": checkpointing, "seconds": seconds, "cpu_seconds": _cpu_seconds() - cpu_before,
+            "peak_over_start_gib": (sampler.peak_self - before) / 2**30,
             "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
             "grad_norm": float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process: on a shared machine it moves less with the load than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -90,11 +98,13 @@ def main() -> None:
     print(f"\nSmolLM2-135M fp32, prefix sharing on, shared prompt {args.prefix} tokens, {args.suffixes} suffixes of "
           f"{args.suffix_len}, {args.micro_batch} per forward; load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after")
-    print("| gradient checkpointing | s per forward+backward, median (all) | peak RSS over start, GiB | ru_maxrss, GiB |")
-    print("|---|---|---|---|")
+    print("| gradient checkpointing | wall s per forward+backward, median (all) | CPU s, median (all) | "
+          "peak RSS over start, GiB | ru_maxrss, GiB |")
+    print("|---|---|---|---|---|")
     for name, results in runs.items():
-        seconds = [r["seconds"] for r in results]
+        seconds, cpu = [r["seconds"] for r in results], [r["cpu_seconds"] for r in results]
         print(f"| {name} | {statistics.median(seconds):.1f} ({', '.join(f'{s:.1f}' for s in seconds)}) | "
+              f"{statistics.median(cpu):.1f} ({', '.join(f'{s:.1f}' for s in cpu)}) | "
               f"{max(r['peak_over_start_gib'] for r in results):.2f} | {max(r['max_rss_gib'] for r in results):.2f} |")
     norms = {name: results[0]["grad_norm"] for name, results in runs.items()}
     print(f"gradient norms (the same computation): {norms}")
