@@ -267,8 +267,6 @@ def validate(cfg: TrainConfig) -> None:
           "auto | object_store | nccl")
     check(cfg.ckpt.push_to_hub is None or cfg.ckpt.push_to_hub.count("/") == 1, "ckpt.push_to_hub",
           cfg.ckpt.push_to_hub, "null or a hub repo id <owner>/<name>")
-    check(not (t.prefix_sharing and cfg.model.gradient_checkpointing), "trainer.prefix_sharing", t.prefix_sharing,
-           "false with model.gradient_checkpointing=true (checkpointed layers drop the shared prefix's cache)")
     per_rank = cfg.samples_per_step / t.world_size
     check(per_rank == int(per_rank), "trainer.world_size", t.world_size,
            f"a divisor of the {cfg.samples_per_step} samples per step (rollout.prompts_per_step x algo.group_size)")

@@ -25,8 +25,9 @@ prefix keys/values enter attention once per forward, not once per row.
 Left out / limits:
   - HF's DynamicCache concatenates the cached prefix with the suffixes' keys inside attention: one copy of the prefix
     KV per layer and forward ([1, H_kv, P + B*S, D]); the mask is [B*S, P + B*S] booleans.
-  - Not compatible with gradient checkpointing: HF drops `past_key_values` in checkpointed layers, which would silently
-    lose the prefix; `prefix_shared_token_logprobs` raises instead.
+  - With gradient checkpointing (non-reentrant, transformers' default) the prefix and suffix forwards are both
+    checkpointed layer by layer; the prefix's keys/values reach the suffix's layers through a cache that survives the
+    layers' replay in the backward (rl/workers/prefix_cache.py), so the gradients are unchanged.
   - Rows must be right-padded (what rl/batch.collate produces); positions are 0..L-1 as in the plain forward.
 """
 from __future__ import annotations
@@ -54,40 +55,32 @@ def _unwrapped(model):
 
 
 def _check_model(model) -> None:
+    from rl.workers.prefix_cache import check_checkpointing
+
     module = _unwrapped(model)
-    if module.training and getattr(module, "is_gradient_checkpointing", False):
-        raise ValueError(
-            "prefix sharing needs past_key_values, which HF drops in gradient-checkpointed layers: turn off "
-            "model.gradient_checkpointing or trainer.prefix_sharing"
-        )
+    if module.training:
+        check_checkpointing(module)
 
 
-def _cache_of(layers: list[tuple[Tensor, Tensor]]):
-    """A DynamicCache holding `layers` ([1, H, P, D] keys/values, the tensors themselves: no copy)."""
-    from transformers import DynamicCache
+def _forward_on_prefix(model, past: list[tuple[Tensor, Tensor]] | None, keep: bool, **inputs):
+    """model(**inputs) attending to `past` first; returns (output, the cache: with `keep`, past + this forward's
+    keys/values). Works with gradient-checkpointed layers (rl/workers/prefix_cache.py)."""
+    from rl.workers.prefix_cache import PrefixCache, num_decoder_layers, prefix_cache_kept
 
-    cache = DynamicCache()
-    cache.layers = []
-    for keys, values in layers:
-        layer = cache.layer_class_to_replicate()
-        layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
-        cache.layers.append(layer)
-    return cache
-
-
-def _kv_tensors(cache) -> list[tuple[Tensor, Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    cache = PrefixCache(past, num_decoder_layers(_unwrapped(model)), keep)
+    with prefix_cache_kept(_unwrapped(model)):
+        # use_cache=False: the cache is ours, HF need not make one (and checkpointed layers would warn about it).
+        out = model(**inputs, past_key_values=cache, use_cache=False)
+    return out, cache
 
 
 def _extend_prefix(model, past: list[tuple[Tensor, Tensor]] | None, ids: Tensor, offset: int):
     """Run `ids` [1, n] (positions offset..offset+n-1) on top of `past`; returns the keys/values of the whole prefix."""
     if ids.shape[1] == 0:
         return past
-    cache = _cache_of(past) if past else None
     positions = torch.arange(offset, offset + ids.shape[1], device=ids.device).unsqueeze(0)
-    out = model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return _kv_tensors(out.past_key_values)
+    _, cache = _forward_on_prefix(model, past, True, input_ids=ids, position_ids=positions, logits_to_keep=1)
+    return cache.key_values()
 
 
 def _suffix_logits(model, past, input_ids: Tensor, attention_mask: Tensor, prefix_len: int, keep: int) -> Tensor:
@@ -106,11 +99,10 @@ def _suffix_logits(model, past, input_ids: Tensor, attention_mask: Tensor, prefi
     wanted = (torch.arange(batch, device=device)[:, None] * suffix
               + torch.arange(suffix - keep, suffix, device=device)[None, :]).reshape(-1)
     mask = _as_attention_mask(model, grouped_suffix_mask(batch, suffix, prefix_len, device), past[0][0].dtype)
-    logits = model(
-        input_ids=input_ids[:, prefix_len:].reshape(1, batch * suffix), position_ids=positions,
-        attention_mask=mask, past_key_values=_cache_of(past), use_cache=True, logits_to_keep=wanted,
-    ).logits
-    return logits.view(batch, keep, -1)
+    out, cache = _forward_on_prefix(model, past, False, input_ids=input_ids[:, prefix_len:].reshape(1, batch * suffix),
+                                    position_ids=positions, attention_mask=mask, logits_to_keep=wanted)
+    cache.check_read()
+    return out.logits.view(batch, keep, -1)
 
 
 def _as_attention_mask(model, allowed: Tensor, dtype: torch.dtype) -> Tensor:

@@ -123,8 +123,9 @@ def test_bad_input_is_a_clear_error():
         prefix_shared_token_logprobs(model, ids, mask, start=0)
     with pytest.raises(ValueError, match="group_size"):
         prefix_shared_token_logprobs(model, ids, mask, start=2, group_size=3)
-    model.gradient_checkpointing_enable()
-    with pytest.raises(ValueError, match="gradient_checkpointing"):
+    # Reentrant checkpointing backpropagates only into a layer's positional inputs: the prefix's gradient would be lost.
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    with pytest.raises(ValueError, match="non-reentrant checkpointing.*use_reentrant"):
         prefix_shared_token_logprobs(model, ids, mask, start=2)
 
 
@@ -174,9 +175,42 @@ def test_block_mask_format_follows_the_attention_implementation():
         _as_attention_mask(model("flash_attention_2"), allowed, torch.float32)
 
 
-def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("group_size", [None, 2])
+def test_gradient_checkpointing_gives_the_plain_logprobs_and_gradients(attn, group_size):
+    """Checkpointed layers recompute their forward in the backward: the shared prefix (both levels) still reaches every
+    suffix, and its gradient is the one of the plain forward without checkpointing."""
+    g = torch.Generator().manual_seed(9)
+    system = random_tokens(30, g)
+    rows = [system + request + random_tokens(n, g) for request in (random_tokens(6, g), random_tokens(9, g))
+            for n in (4, 12)]
+    ids, mask = right_padded(rows)
+    start = 36
+    weights = torch.randn(ids.shape[0], ids.shape[1] - start, generator=g)
+    model = tiny_llama(attn)
+    lp_plain, g_plain = logprobs_and_grads(model, plain_logprobs, ids, mask, start, weights)
+    model.gradient_checkpointing_enable()
+    layer_calls = count_calls(model.model.layers[0])
+    shared = lambda m, i, a, s: prefix_shared_token_logprobs(m, i, a, s, group_size=group_size)[0]  # noqa: E731
+    lp_shared, g_shared = logprobs_and_grads(model, shared, ids, mask, start, weights)
+    forwards = 2 if group_size is None else 1 + 2 * 2  # common prefix + suffixes, or + per group: extension + suffixes
+    assert len(layer_calls) == 2 * forwards  # each checkpointed forward ran again in the backward
+    torch.testing.assert_close(lp_shared, lp_plain, atol=1e-5, rtol=0)
+    for name in g_plain:
+        torch.testing.assert_close(g_shared[name], g_plain[name], atol=1e-5, rtol=0, msg=f"gradient of {name}")
+
+
+def count_calls(module) -> list[None]:
+    calls = []
+    module.register_forward_pre_hook(lambda *_: calls.append(None))  # a replay may stop early, before forward hooks
+    return calls
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients(checkpointing):
     """SharedPrefix: the prefix runs once for 3 micro-batches; their losses plus one backward of the surrogate give
-    the gradients of the plain forward of all rows (the trainer's gradient accumulation, with the prefix shared)."""
+    the gradients of the plain forward of all rows (the trainer's gradient accumulation, with the prefix shared),
+    with gradient-checkpointed layers too (compared with the plain forward without checkpointing)."""
     from rl.workers.prefix_sharing import SharedPrefix
 
     g = torch.Generator().manual_seed(7)
@@ -189,6 +223,9 @@ def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
     lp_plain, g_plain = logprobs_and_grads(model, plain_logprobs, ids, mask, start, weights)
 
     model.zero_grad(set_to_none=True)
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    layer_calls = count_calls(model.model.layers[0])
     prefix = SharedPrefix(model, ids, mask, start)
     assert prefix.length == 33 and prefix.trainable  # stops before start - 1, whose logit predicts token `start`
     shapes = []
@@ -203,6 +240,7 @@ def test_minibatch_prefix_across_micro_batches_gives_the_plain_gradients():
         pieces.append((logprobs * real).detach())
     prefix.surrogate_loss().backward()
     assert shapes == [(1, 2 * (ids.shape[1] - 33))] * 3  # no micro-batch re-ran the prefix; 2 suffixes end to end
+    assert len(layer_calls) == (1 + 3) * (2 if checkpointing else 1)  # checkpointed: the backward replayed each forward
     torch.testing.assert_close(torch.cat(pieces), lp_plain, atol=1e-5, rtol=0)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, g_plain[name], atol=1e-5, rtol=0, msg=f"gradient of {name}")
@@ -218,3 +256,23 @@ def test_minibatch_prefix_rejects_rows_that_do_not_share_it():
         with pytest.raises(ValueError, match="shared prefix of 19 tokens"):
             prefix.logprobs(tiny_llama(), ids[1:], mask[1:], start=20)
     assert prefix.surrogate_loss() is None  # computed without grad: nothing to push back
+
+
+def test_prefix_cache_replay_returns_the_same_keys_and_keeps_the_first():
+    """A checkpointed layer calls `update` again in the backward: same prefix + new keys, nothing appended twice."""
+    from rl.workers.prefix_cache import PrefixCache
+
+    past = [(torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)) for _ in range(2)]
+    cache = PrefixCache(past, num_layers=2, keep=True)
+    assert cache.get_seq_length() == 5  # HF sizes the attention mask from it: prefix + queries
+    new_keys, new_values = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
+    first = cache.update(new_keys, new_values, 0)
+    replay = cache.update(new_keys.clone(), new_values.clone(), 0)
+    for a, b in zip(first, replay):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert first[0].shape == (1, 2, 8, 4) and cache.extended[0][0] is first[0] and cache.get_seq_length() == 5
+    with pytest.raises(RuntimeError, match=r"layers \[1\] of 2 never read the shared prefix's cache"):
+        cache.key_values()
+    suffix_cache = PrefixCache(past, num_layers=2, keep=False)  # a suffix forward: nothing outlives it
+    suffix_cache.update(new_keys, new_values, 0)
+    assert suffix_cache.read_by == {0} and not suffix_cache.extended
