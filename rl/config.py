@@ -20,6 +20,7 @@ from rewards.config import JudgeConfig, RewardConfig
 from rl.algo.config import AlgoConfig
 from rl.eval.anti_lab import check_anti_lab_config
 from rl.run.fault import FaultConfig
+from rl.run.hub import check_hub_token
 from rl.run.prerequisites import check_prerequisites
 from rl.sft.config import SFTConfig
 from rl.workers.placement import PLACEMENTS
@@ -267,6 +268,7 @@ def validate(cfg: TrainConfig) -> None:
           "auto | object_store | nccl")
     check(cfg.ckpt.push_to_hub is None or cfg.ckpt.push_to_hub.count("/") == 1, "ckpt.push_to_hub",
           cfg.ckpt.push_to_hub, "null or a hub repo id <owner>/<name>")
+    check_hub_token(cfg.ckpt.push_to_hub, cfg.ckpt.hub_token_env)  # at start-up, not after hours of training
     check(not (t.prefix_sharing and cfg.model.gradient_checkpointing), "trainer.prefix_sharing", t.prefix_sharing,
            "false with model.gradient_checkpointing=true (checkpointed layers drop the shared prefix's cache)")
     per_rank = cfg.samples_per_step / t.world_size

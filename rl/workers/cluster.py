@@ -121,10 +121,18 @@ class Cluster:
         start = time.time()
         if self.engines_sleep:
             self._all([e.wake_up.remote() for e in self.engines], "engine wake-up")
-        weights = self.trainers[0].get_weights.remote()
+        weights = self.policy_weights_ref()
         pending = [e.load_weights.remote(weights) for e in self.engines]
         get_all_or_raise(pending, timeout_s, f"weight sync into {len(self.engines)} engine(s) (rollout.sync_timeout_s)")
         return time.time() - start
+
+    def policy_weights_ref(self):
+        """The policy's full HF-named weights from rank 0 (gathered under ZeRO-3, LoRA merged), as an object ref: what
+        the engines load (sync_weights) and the HF exports write (policy_weights)."""
+        return self.trainers[0].get_weights.remote()
+
+    def policy_weights(self) -> list:
+        return self._all([self.policy_weights_ref()], "policy weights for the HF export")[0]
 
     def save(self, directory: str) -> None:
         self._all([a.save_checkpoint.remote(directory) for a in self._learners()], "checkpoint save")
