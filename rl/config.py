@@ -142,6 +142,9 @@ class CheckpointConfig:
 class RayConfig:
     address: Optional[str] = None  # None = start a local cluster; "auto" or host:port = join an existing one
     num_cpus: Optional[int] = None  # local cluster only
+    # with ray.address: names of extra environment variables every worker gets (rl/workers/runtime_env.py says which
+    # are forwarded without asking; values here show in the Ray dashboard)
+    forward_env: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -9,7 +9,6 @@ during the update.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,10 @@ from rl.workers.judge_server import ServedJudge, served_judges
 from rl.workers.placement import (
     Hardware, PlacementPlan, create_placement_group, get_all_or_raise, plan_placement, slot_options, wait_until_ready,
 )
+from rl.workers.rendezvous import free_port, rendezvous  # noqa: F401 - free_port: the tests' single-rank groups
+from rl.workers.runtime_env import absolute_if_local, cluster_runtime_env
 from rollouts.engine import SamplingSpec, make_engine_actor
 from rollouts.types import PromptSpec, Sample
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
@@ -37,8 +32,9 @@ def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
 
     if ray.is_initialized():
         return
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, log_to_driver=True)
+    if cfg.ray.address:  # the repo and the run's environment travel to every node (rl/workers/runtime_env.py)
+        ray.init(address=cfg.ray.address, log_to_driver=True,
+                 runtime_env=cluster_runtime_env(cfg.ray.address, cfg.ray.forward_env))
         preemption.reassert()  # ray.init's SIGTERM handler exits at once; ours stops after the step with a checkpoint
         return
     # Logical CPUs for scheduling only: every actor gets one, and they take turns on the real cores. One spare for
@@ -225,8 +221,6 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
 
 
 def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, group, start: float) -> Cluster:
-    import ray
-
     from rl.workers.trainer import make_trainer_actor
 
     reward_model = None
@@ -234,23 +228,24 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
         from rewards.rm import make_rm_actor
 
         reward_model = make_rm_actor(cfg.reward.rm, **slot_options(group, plan.reward_model))
-    model_path = os.path.expanduser(cfg.model.path)
+    model_path = absolute_if_local(cfg.model.path)  # on a cluster the workers' cwd is the uploaded repo
     engines = start_engines(cfg, hardware, model_path, plan, group)
     per_rank = cfg.samples_per_step // cfg.trainer.world_size
     per_minibatch = per_rank // cfg.algo.minibatches
     micro = min(cfg.trainer.micro_batch_size, per_minibatch)
     Trainer = make_trainer_actor()
-    port = free_port()
-    master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
+    on_cluster = cfg.ray.address is not None
+    # Each process group meets at its rank 0's node (rl/workers/rendezvous.py), found before any of its ranks starts.
+    policy_group = rendezvous(group, plan.trainers[0], on_cluster, cfg.resources.placement_timeout_s)
     norm_length = cfg.algo.loss_norm_length or cfg.rollout.max_new_tokens
 
-    def rank_spec(rank: int, world_size: int, port: int, micro: int, accum: int) -> RankSpec:
-        return RankSpec(model_path, rank, world_size, master, port, micro, accum, hardware.device, hardware.dtype,
-                        cfg.seed, cfg.model.gradient_checkpointing, norm_length)
+    def rank_spec(rank: int, world_size: int, meet, micro: int, accum: int) -> RankSpec:
+        return RankSpec(model_path, rank, world_size, meet.address, meet.port, micro, accum, hardware.device,
+                        hardware.dtype, cfg.seed, cfg.model.gradient_checkpointing, norm_length)
 
     trainers = [
         Trainer.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
-            rank_spec(rank, cfg.trainer.world_size, port, micro, per_minibatch // micro), cfg.algo,
+            rank_spec(rank, cfg.trainer.world_size, policy_group, micro, per_minibatch // micro), cfg.algo,
             cfg.rollout.temperature, cfg.trainer.prefix_sharing,
         )
         for rank, slot in enumerate(plan.trainers)
@@ -263,8 +258,9 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
         critic_minibatch = cfg.samples_per_step // cfg.algo.minibatches
         critic_micro = min(cfg.trainer.micro_batch_size, critic_minibatch)
         options = {**slot_options(group, plan.critic), **learner_options(cfg, hardware)}
+        critic_group = rendezvous(group, plan.critic, on_cluster, cfg.resources.placement_timeout_s)
         critic = make_critic_actor().options(**options).remote(
-            rank_spec(0, 1, free_port(), critic_micro, critic_minibatch // critic_micro), cfg.algo, cfg.algo.critic_lr,
+            rank_spec(0, 1, critic_group, critic_micro, critic_minibatch // critic_micro), cfg.algo, cfg.algo.critic_lr,
         )
     named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
              **{f"trainer rank {r}": t for r, t in enumerate(trainers)}, **({"critic": critic} if critic is not None else {}),
