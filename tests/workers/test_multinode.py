@@ -60,7 +60,7 @@ def two_node_ray():
     environ = {**os.environ, "AFRL_MULTINODE_MARK": "forwarded"}
     ray.init(address=cluster.address, runtime_env=cluster_runtime_env(cluster.address, environ=environ),
              configure_logging=False)
-    yield ray, second.node_id
+    yield ray, second.node_id, cluster.address
     ray.shutdown()
     cluster.shutdown()
 
@@ -72,7 +72,7 @@ def _plan() -> PlacementPlan:
 
 
 def test_the_rendezvous_is_found_on_the_node_of_rank_0_and_the_ranks_meet_there(two_node_ray):
-    ray, second_node = two_node_ray
+    ray, second_node, _ = two_node_ray
     plan = _plan()
     group = create_placement_group(plan, timeout_s=HANG_GUARD_S)
     try:
@@ -103,7 +103,7 @@ def test_the_rendezvous_is_found_on_the_node_of_rank_0_and_the_ranks_meet_there(
 
 
 def test_every_actor_runs_the_uploaded_repo_with_the_run_env_merged_with_its_own(two_node_ray):
-    ray, second_node = two_node_ray
+    ray, _, _ = two_node_ray
 
     @ray.remote(num_cpus=0, resources={"second_node": 0.5}, runtime_env={"env_vars": {"GLIBC_TUNABLES": "x=1"}})
     class Worker:
@@ -118,3 +118,18 @@ def test_every_actor_runs_the_uploaded_repo_with_the_run_env_merged_with_its_own
     assert mark == "forwarded" and tunables == "x=1"  # the job's env_vars and the actor's own, merged
     assert {"rl", "rollouts", "rewards", "launch", "conf"} <= set(listing)
     assert not {".git", ".venv", "outputs"} & set(listing)
+
+
+def test_the_slurm_script_waits_until_every_node_has_joined(two_node_ray):
+    """launch/slurm_ray_cluster.sh runs `python -m rl.run.slurm_ray` before the driver: 0 once N nodes are alive."""
+    import subprocess
+    import sys
+
+    _, _, address = two_node_ray
+    command = [sys.executable, "-m", "rl.run.slurm_ray", "--address", address, "--timeout-s"]
+    joined = subprocess.run([*command, "60", "--nodes", "2"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=HANG_GUARD_S)
+    assert joined.returncode == 0 and f"Ray cluster at {address}: 2 nodes" in joined.stdout, joined.stderr
+    missing = subprocess.run([*command, "1", "--nodes", "3"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=HANG_GUARD_S)
+    assert missing.returncode == 1 and f"Ray cluster at {address}: 2 of 3 nodes joined after 1s" in missing.stderr
