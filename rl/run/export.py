@@ -162,7 +162,8 @@ def _check_names(source: Path, state: dict, base_model_path: str) -> None:
     missing = [name for name in expected if name not in state and name != "lm_head.weight"]
     unexpected = [name for name in state if name not in expected]
     if missing or unexpected:
-        raise ValueError(f"{source}: weights do not fit {base_model_path} (missing {missing}, unexpected {unexpected})")
+        raise ValueError(f"{source}: weights do not fit {base_model_path} (missing {missing}, unexpected {unexpected}); "
+                         "a LoRA checkpoint holds adapters only: its run's ckpt.save_hf=true folders hold merged weights")
 
 
 def checkpoint_hf_folder(checkpoint: Path) -> Path | None:
