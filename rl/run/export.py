@@ -101,15 +101,22 @@ def write_hf_folder(out_dir: Path, weights: Iterable[tuple[str, object]], base_m
         except OSError:
             pass  # the base has no generation_config.json: transformers derives one from the config
         AutoTokenizer.from_pretrained(base_model_path).save_pretrained(tmp)
-        displaced = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        if out_dir.exists():  # moved aside, not deleted first, so no instant lacks both
-            os.replace(out_dir, displaced)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(displaced, ignore_errors=True)
+        _move_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """A finished temp folder to `out_dir`; a folder already there is moved aside first, not deleted, so that no
+    instant lacks both."""
+    displaced = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        shutil.rmtree(displaced, ignore_errors=True)
+        os.replace(out_dir, displaced)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(displaced, ignore_errors=True)
 
 
 def copy_hf_folder(source: Path, out_dir: Path) -> Path:
@@ -127,9 +134,7 @@ def copy_hf_folder(source: Path, out_dir: Path) -> Path:
 
     try:
         shutil.copytree(source, tmp, copy_function=link_or_copy)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        _move_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
