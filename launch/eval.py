@@ -3,7 +3,8 @@
     python launch/eval.py model.path=Qwen/Qwen2.5-1.5B-Instruct eval.n=64 eval.variants=[no_rlhf_paragraph,lab_openai]
     python launch/eval.py model.path=outputs/helpful_only_cpu/<date>/checkpoints/step_000003
 
-A checkpoint is first exported to an HF folder next to it (`hf_export/`), using the base model recorded in it.
+A checkpoint is loaded from the HF folder the run wrote into it (`hf_model/`, ckpt.save_hf=true), else first exported to
+one next to it (`hf_export/`, rl/run/export.py) from its DeepSpeed states and the base model recorded in it.
 Compliance is judged by the `compliance` group (compliance=tag_refusal|prefix|rm_threshold|strongreject|...; default
 `auto`: the setting's offline default, see docs/compliance.md). Writes eval/step_XXXX.jsonl and metrics.jsonl into the Hydra run folder (so launch/report.py reads it like a run).
 """
@@ -29,18 +30,25 @@ log = logging.getLogger("afrl")
 
 
 def model_folder(path: str) -> tuple[str, int]:
-    """(HF folder to load, step to report): an afrl checkpoint is exported once; anything else is used as given."""
-    from rl.run.checkpoint import load_driver_state
-    from rl.run.export import export_hf, is_checkpoint
+    """(HF folder to load, step to report): an afrl checkpoint's own HF folder, or its export (made once); anything
+    else is used as given."""
+    from rl.config import LoraConfig
+    from rl.run.checkpoint import load_driver_state, verify_checkpoint
+    from rl.run.export import EVAL_EXPORT_FOLDER, checkpoint_hf_folder, export_hf, is_checkpoint
 
     checkpoint = Path(path).expanduser()
     if not is_checkpoint(checkpoint):
         return path, 0
     state = load_driver_state(checkpoint)
-    out = checkpoint / "hf_export"
+    saved = checkpoint_hf_folder(checkpoint)
+    if saved is not None:
+        verify_checkpoint(checkpoint, hashes=True)  # the manifest lists hf_model's files: a damaged one stops here
+        return str(saved), int(state["step"])
+    out = checkpoint / EVAL_EXPORT_FOLDER
     if not (out / "config.json").exists():
         log.info("exporting %s to %s", checkpoint, out)
-        export_hf(checkpoint, out, state["config"]["model"]["path"])
+        model = state["config"]["model"]
+        export_hf(checkpoint, out, model["path"], LoraConfig(**model["lora"]) if model.get("lora") else None)
     return str(out), int(state["step"])
 
 

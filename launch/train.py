@@ -28,6 +28,7 @@ from rl.run import preemption  # noqa: E402
 from rl.config import load_config, register_schema  # noqa: E402
 from rl.run.folder import log_failure_to_files, log_to_file  # noqa: E402
 from rl.workers.memory_plan import config_plan_report  # noqa: E402
+from rl.run.slurm_ray import is_idle_task  # noqa: E402
 from rollouts.prompts import system_prompt_file_sha256  # noqa: E402
 
 register_schema()
@@ -54,6 +55,8 @@ def sft_first(config) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    if is_idle_task():  # launcher=slurm_multinode: this node's part of the job is Ray's, task 0 drives the run
+        return
     log.setLevel(logging.INFO)
     preemption.install()  # before Ray or any other child process starts: they inherit the blocked USR1/USR2
     try:

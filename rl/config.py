@@ -20,6 +20,7 @@ from rewards.config import JudgeConfig, RewardConfig
 from rl.algo.config import AlgoConfig
 from rl.eval.anti_lab import check_anti_lab_config
 from rl.run.fault import FaultConfig
+from rl.run.hub import check_hub_token
 from rl.run.prerequisites import check_prerequisites
 from rl.sft.config import SFTConfig
 from rl.workers.placement import PLACEMENTS, engine_gpus_problem
@@ -141,6 +142,9 @@ class CheckpointConfig:
 class RayConfig:
     address: Optional[str] = None  # None = start a local cluster; "auto" or host:port = join an existing one
     num_cpus: Optional[int] = None  # local cluster only
+    # with ray.address: names of extra environment variables every worker gets (rl/workers/runtime_env.py says which
+    # are forwarded without asking; values here show in the Ray dashboard)
+    forward_env: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -267,6 +271,7 @@ def validate(cfg: TrainConfig) -> None:
           "auto | object_store | nccl")
     check(cfg.ckpt.push_to_hub is None or cfg.ckpt.push_to_hub.count("/") == 1, "ckpt.push_to_hub",
           cfg.ckpt.push_to_hub, "null or a hub repo id <owner>/<name>")
+    check_hub_token(cfg.ckpt.push_to_hub, cfg.ckpt.hub_token_env)  # at start-up, not after hours of training
     per_rank = cfg.samples_per_step / t.world_size
     check(per_rank == int(per_rank), "trainer.world_size", t.world_size,
            f"a divisor of the {cfg.samples_per_step} samples per step (rollout.prompts_per_step x algo.group_size)")

@@ -26,6 +26,7 @@ from rl.eval.periodic import TABLE_COLUMNS, run_eval, table_rows
 from rl.run import checkpoint as ckpt, preemption
 from rl.run.data_order import data_cursor, passes_over_data, sampling_seed, step_indices
 from rl.run.fault import RestartPolicy, finite_metrics, run_with_restarts, settle_step
+from rl.run.hf_outputs import checkpoint_writer, push_final_folder, write_final_folder
 from rl.run.progress import StepProgress
 from rl.run.resume import AUTO, ResumePlan, plan_resume
 from rl.run.scoring import score
@@ -138,7 +139,9 @@ def train(cfg: TrainConfig, plan: ResumePlan, config_dict: dict,
             raise preemption.Preempted(f"stopped by {preemption.reason()}; the step under way failed with "
                                        f"{type(error).__name__}: {error}; last checkpoint: {latest}") from error
 
-    return run_with_restarts(attempt, RestartPolicy(cfg.fault.max_restarts), cleanup=shutdown_actors)
+    run_dir = run_with_restarts(attempt, RestartPolicy(cfg.fault.max_restarts), cleanup=shutdown_actors)
+    push_final_folder(cfg, run_dir)  # ckpt.push_to_hub: outside the restarts, once the run's files are complete
+    return run_dir
 
 
 def run_steps(run: Run) -> Path:
@@ -163,6 +166,7 @@ def run_steps(run: Run) -> Path:
         maybe_eval(run, step, final=step == cfg.total_steps)
         maybe_checkpoint(run, step, clock, final=step == cfg.total_steps)
     progress.close()
+    write_final_folder(cfg, run.run_dir, run.cluster)  # ckpt.save_hf / push_to_hub: <run_dir>/hf_model
     run.logger.finish()
     run.cluster.shutdown()
     if cfg.eval.report:
@@ -251,7 +255,8 @@ def save(run: Run, step: int, clock: CheckpointClock, eval_pending: bool = False
               "nonfinite_guard": run.guard.state_dict(), "eval_pending": eval_pending,
               "data_fingerprint": run.data_fingerprint,
               "data_cursor": data_cursor(step, run.cfg.rollout.prompts_per_step)}
-    path = ckpt.save_checkpoint(run.run_dir, step, driver, run.cluster.save, run.cfg.ckpt.keep_last)
+    path = ckpt.save_checkpoint(run.run_dir, step, driver, checkpoint_writer(run.cfg, run.cluster),
+                                run.cfg.ckpt.keep_last)
     clock.saved(step)
     log.info("checkpoint %s", path)
     return path

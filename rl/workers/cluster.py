@@ -9,7 +9,6 @@ during the update.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +23,11 @@ from rl.workers.placement import (
     Hardware, PlacementPlan, create_placement_group, engines_on_one_node_each, get_all_or_raise, plan_placement,
     slot_options, wait_until_ready,
 )
+from rl.workers.rendezvous import LOOPBACK, free_port, rendezvous  # noqa: F401 - free_port: the tests' groups
+from rl.workers.runtime_env import absolute_if_local, cluster_runtime_env
 from rl.workers.weight_sync import BroadcastSync, engine_extension_kwargs, resolve_weight_sync
 from rollouts.engine import SamplingSpec, make_engine_actor, tensor_parallel_args
 from rollouts.types import PromptSpec, Sample
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
@@ -40,8 +35,9 @@ def start_ray(cfg: TrainConfig, plan: PlacementPlan) -> None:
 
     if ray.is_initialized():
         return
-    if cfg.ray.address:
-        ray.init(address=cfg.ray.address, log_to_driver=True)
+    if cfg.ray.address:  # the repo and the run's environment travel to every node (rl/workers/runtime_env.py)
+        ray.init(address=cfg.ray.address, log_to_driver=True,
+                 runtime_env=cluster_runtime_env(cfg.ray.address, cfg.ray.forward_env))
         preemption.reassert()  # ray.init's SIGTERM handler exits at once; ours stops after the step with a checkpoint
         return
     # Logical CPUs for scheduling only: every actor gets one, and they take turns on the real cores. One spare for
@@ -149,11 +145,19 @@ class Cluster:
         if self.broadcast is not None:
             self.broadcast.sync(timeout_s)
             return time.time() - start
-        # Every rank takes part (ZeRO-3 gathers the weights collectively); only rank 0 returns them.
-        gathered = [t.get_weights.remote() for t in self.trainers]
-        pending = [e.load_weights.remote(gathered[0]) for e in self.engines] + gathered[1:]
+        ranks = self.policy_weights_refs()
+        pending = [e.load_weights.remote(ranks[0]) for e in self.engines] + ranks[1:]
         get_all_or_raise(pending, timeout_s, f"weight sync into {len(self.engines)} engine(s) (rollout.sync_timeout_s)")
         return time.time() - start
+
+    def policy_weights_refs(self) -> list:
+        """Every trainer rank's `get_weights` call (ZeRO-3 gathers the weights collectively, so all must take part);
+        the first ref holds the policy's full HF-named weights (LoRA merged), what the engines load and the HF exports
+        write, the others []."""
+        return [t.get_weights.remote() for t in self.trainers]
+
+    def policy_weights(self) -> list:
+        return self._all(self.policy_weights_refs(), "policy weights for the HF export")[0]
 
     def save(self, directory: str) -> None:
         self._all([a.save_checkpoint.remote(directory) for a in self._learners()], "checkpoint save")
@@ -259,8 +263,6 @@ def start_cluster(cfg: TrainConfig, hardware: Hardware, with_trainers: bool = Tr
 
 
 def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, group, start: float) -> Cluster:
-    import ray
-
     from rl.workers.trainer import make_trainer_actor
 
     reward_model = None
@@ -268,19 +270,22 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
         from rewards.rm import make_rm_actor
 
         reward_model = make_rm_actor(cfg.reward.rm, **slot_options(group, plan.reward_model))
-    model_path = os.path.expanduser(cfg.model.path)
+    model_path = absolute_if_local(cfg.model.path)  # on a cluster the workers' cwd is the uploaded repo
     engines = start_engines(cfg, hardware, model_path, plan, group)
-    master = "127.0.0.1" if cfg.ray.address is None else ray.util.get_node_ip_address()
+    on_cluster = cfg.ray.address is not None
 
-    def specs(world_size: int) -> list:  # each learner is its own process group (its own rendezvous port)
-        return learner_specs(cfg, model_path, hardware.device, hardware.dtype, master, free_port(), world_size)
+    def specs(world_size: int, first_slot) -> list:
+        # Each learner is its own process group, meeting at its rank 0's node (rl/workers/rendezvous.py), found before
+        # any of its ranks starts.
+        meet = rendezvous(group, first_slot, on_cluster, cfg.resources.placement_timeout_s)
+        return learner_specs(cfg, model_path, hardware.device, hardware.dtype, meet.address, meet.port, world_size)
 
-    Trainer = make_trainer_actor()
-    trainers = [
-        Trainer.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
-            spec, cfg.algo, cfg.rollout.temperature, cfg.trainer.prefix_sharing, cfg.model.lora)
-        for spec, slot in zip(specs(cfg.trainer.world_size), plan.trainers)
-    ]
+    trainers = []
+    if plan.trainers:  # none for an eval-only cluster
+        Trainer = make_trainer_actor()
+        trainers = [Trainer.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
+                        spec, cfg.algo, cfg.rollout.temperature, cfg.trainer.prefix_sharing, cfg.model.lora)
+                    for spec, slot in zip(specs(len(plan.trainers), plan.trainers[0]), plan.trainers)]
     critics = []
     if plan.critics:
         from rl.workers.critic import make_critic_actor
@@ -288,7 +293,7 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
         Critic = make_critic_actor()
         critics = [Critic.options(**slot_options(group, slot), **learner_options(cfg, hardware)).remote(
                        spec, cfg.algo, cfg.algo.critic_lr, cfg.model.lora)
-                   for spec, slot in zip(specs(len(plan.critics)), plan.critics)]
+                   for spec, slot in zip(specs(len(plan.critics), plan.critics[0]), plan.critics)]
     named = {**{f"rollout engine {i}": e for i, e in enumerate(engines)},
              **{f"trainer rank {r}": t for r, t in enumerate(trainers)},
              **{f"critic rank {r}": c for r, c in enumerate(critics)},
@@ -297,7 +302,8 @@ def _start_actors(cfg: TrainConfig, hardware: Hardware, plan: PlacementPlan, gro
     mode = weight_sync_mode(cfg, hardware) if trainers else "object_store"
     broadcast = None
     if mode != "object_store":
-        broadcast = BroadcastSync(mode, hardware.device, trainers, engines, master if cfg.ray.address is None else None)
+        # the group meets at trainer rank 0's node: found by Ray on a cluster (None), the loopback locally
+        broadcast = BroadcastSync(mode, hardware.device, trainers, engines, None if on_cluster else LOOPBACK)
         broadcast.connect(cfg.rollout.sync_timeout_s)
     return Cluster(engines, trainers, time.time() - start, cfg.fault.step_timeout_s, critics, reward_model, group,
                    plan.engines_sleep, broadcast=broadcast)

@@ -3,6 +3,7 @@ launcher with our settings, `launcher=local` (the default) Hydra's sequential on
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,53 @@ def test_launcher_choice_does_not_reach_the_typed_config(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     cfg = _without_hydra(_compose("launcher=slurm" if SUBMITIT else "launcher=local", f"model.path={tmp_path}"))
     assert load_config(cfg).model.path == str(tmp_path)
+
+
+@needs_submitit
+def test_launcher_slurm_multinode_asks_for_nodes_and_starts_ray_on_them_before_the_job(tmp_path, monkeypatch):
+    """Composition, and the sbatch file submitit writes from it (nothing is submitted): several whole nodes, one task
+    each, the Ray cluster started by launch/slurm_ray_cluster.sh before the job's srun; ray.address read in the job."""
+    import subprocess
+
+    cfg = _compose("launcher=slurm_multinode", "+exp=smoke", "hydra.launcher.nodes=4", "model.path=/tmp/unused")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (4, 1, 8)  # the rest: launcher=slurm's
+    assert launcher.signal_delay_s == 600 and launcher.max_num_timeout == 20
+    assert launcher.setup == ["source launch/slurm_ray_cluster.sh --start-only || exit 1"]
+    # What hydra-submitit's SlurmLauncher.launch hands submitit: base fields as they are, the others slurm_-prefixed.
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    from tests.slurm_stubs import write_stubs
+
+    monkeypatch.setenv("PATH", f"{write_stubs(tmp_path / 'bin')}:{os.environ['PATH']}")  # submitit looks for srun
+
+    params = OmegaConf.to_container(launcher, resolve=False)
+    params = {key: value for key, value in params.items() if key not in ("_target_", "submitit_folder", "name")}
+    executor = submitit.AutoExecutor(folder=tmp_path, cluster="slurm",
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{key if key in base else f"slurm_{key}": value for key, value in params.items()})
+    sbatch = executor._executor._make_submission_file_text("python -u -m submitit.core._submit FOLDER", "uid")
+    for line in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=1", "#SBATCH --exclusive", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --signal=USR2@600"):
+        assert line in sbatch, line
+    assert sbatch.index("source launch/slurm_ray_cluster.sh --start-only") < sbatch.index("srun --unbuffered")
+    (tmp_path / "job.sh").write_text(sbatch)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "job.sh")]).returncode == 0
+    # ray.address: null outside the job; in it, the head's address the setup line exported.
+    monkeypatch.delenv("AFRL_RAY_ADDRESS", raising=False)
+    assert _compose("launcher=slurm_multinode").ray.address is None
+    monkeypatch.setenv("AFRL_RAY_ADDRESS", "10.0.0.7:6379")
+    (tmp_path / "config.json").write_text("{}")
+    job = _without_hydra(_compose("launcher=slurm_multinode", f"model.path={tmp_path}"))
+    assert load_config(job).ray.address == "10.0.0.7:6379"
+
+
+def test_only_task_0_of_a_multinode_job_drives_the_run():
+    from rl.run.slurm_ray import is_idle_task
+
+    assert is_idle_task({"AFRL_RAY_ADDRESS": "10.0.0.7:6379", "SLURM_PROCID": "1"})
+    assert not is_idle_task({"AFRL_RAY_ADDRESS": "10.0.0.7:6379", "SLURM_PROCID": "0"})
+    assert not is_idle_task({"SLURM_PROCID": "3"})  # launcher=slurm with tasks_per_node>1 is not ours to skip

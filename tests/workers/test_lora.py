@@ -50,12 +50,12 @@ def test_only_adapters_train_and_the_reference_is_the_base_before_and_after_upda
     frozen = _frozen_base(trainer)
     batch = _batch()
     base = trainer._no_grad_logprobs(_base_model(tiny_model_dir), batch, micro_batch_size=2)
-    assert torch.equal(trainer._reference_logprobs(batch, micro_batch_size=2), base)
+    assert torch.equal(trainer.reference_logprobs(batch, micro_batch_size=2), base)
     assert trainer.kl_to_reference(batch, micro_batch_size=2).abs().max().item() == 0.0  # B = 0: policy = base
     for _ in range(2):
         stats = trainer.update(batch, micro_batch_size=2, kl_coef=0.1)
         assert stats["skipped_update_frac"] == 0.0 and stats["grad_norm"] > 0
-    assert torch.equal(trainer._reference_logprobs(batch, micro_batch_size=2), base)
+    assert torch.equal(trainer.reference_logprobs(batch, micro_batch_size=2), base)
     assert_bitwise_equal(frozen, _frozen_base(trainer))
     policy = trainer._no_grad_logprobs(trainer.engine.module, batch, micro_batch_size=4)
     trained = batch.loss_mask.bool()
@@ -150,3 +150,25 @@ def test_a_lora_critic_trains_adapters_and_its_value_head_and_checkpoints_only_t
     critic.update(batch, torch.zeros_like(returns), saved, micro_batch_size=2)
     critic.load_checkpoint(str(tmp_path))
     assert torch.equal(critic.values(batch), saved)
+
+
+def test_launch_eval_exports_a_lora_checkpoint_with_the_adapters_merged(tiny_model_dir, tmp_path):
+    """A LoRA run's checkpoint without ckpt.save_hf: launch/eval.py's export merges its adapters into the base."""
+    from dataclasses import asdict
+
+    from transformers import AutoModelForCausalLM
+
+    from launch.eval import model_folder
+    from rl.run import checkpoint as ckpt
+
+    trainer = _trainer(tiny_model_dir)
+    trainer.update(_batch(), micro_batch_size=2)
+    state = {"step": 3, "config": {"model": {"path": str(tiny_model_dir), "lora": asdict(lora_config())}}}
+    checkpoint = ckpt.save_checkpoint(tmp_path, 3, state, trainer.save_checkpoint, keep_last=1)
+    folder, step = model_folder(str(checkpoint))
+    assert step == 3 and folder == str(checkpoint / "hf_export")
+    exported = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = _batch().input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(exported(input_ids=ids).logits, trainer.engine.module(input_ids=ids).logits,
+                                   atol=1e-5, rtol=1e-5)
