@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 log = logging.getLogger("afrl")
@@ -255,33 +256,9 @@ def engines_on_one_node_each(plan: PlacementPlan, bundle_nodes: dict[int, str]) 
 
 
 # ---- waiting for actors ----------------------------------------------------------------------------------------------
-def wait_until_ready(named: dict[str, object], timeout_s: float) -> None:
-    """`named`: role name -> actor with a `ready()` method. Raises the first actor's failure (its role logged first),
-    or TimeoutError naming every actor not ready after `timeout_s`."""
-    import ray
-
-    refs = {actor.ready.remote(): name for name, actor in named.items()}
-    start = time.monotonic()
-    pending = list(refs)
-    while pending:
-        remaining = timeout_s - (time.monotonic() - start)
-        if remaining <= 0:
-            late = ", ".join(refs[r] for r in pending)
-            raise TimeoutError(f"starting the actors: {len(pending)} of {len(refs)} not ready after {timeout_s:.0f}s: "
-                               f"{late} (fault.step_timeout_s; a busy machine starts them slowly)")
-        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
-        for ref in ready:
-            try:
-                ray.get(ref)
-            except Exception:
-                log.error("actor %s failed while starting", refs[ref])
-                raise
-            log.info("%s ready after %.0fs", refs[ref], time.monotonic() - start)
-
-
-def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
-    """Results of all `refs`, in order; the first failure is raised as soon as it is seen; past `timeout_s` a
-    TimeoutError names `what` and how many calls were still pending."""
+def each_when_done(refs: list, timeout_s: float, timed_out: Callable[[list], Exception]) -> Iterator:
+    """Each of the Ray `refs` as soon as it has finished (not in order), so the caller can raise a failure at once;
+    past `timeout_s`, raises `timed_out(refs still pending)`."""
     import ray
 
     deadline = time.monotonic() + timeout_s
@@ -289,10 +266,43 @@ def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
     while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} calls unfinished after {timeout_s}s")
+            raise timed_out(pending)
         ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
-        for ref in ready:
-            ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
+        yield from ready
+
+
+def wait_until_ready(named: dict[str, object], timeout_s: float) -> None:
+    """`named`: role name -> actor with a `ready()` method. Raises the first actor's failure (its role logged first),
+    or TimeoutError naming every actor not ready after `timeout_s`."""
+    import ray
+
+    refs = {actor.ready.remote(): name for name, actor in named.items()}
+    start = time.monotonic()
+
+    def not_ready(pending: list) -> Exception:
+        return TimeoutError(f"starting the actors: {len(pending)} of {len(refs)} not ready after {timeout_s:.0f}s: "
+                            f"{', '.join(refs[r] for r in pending)} (fault.step_timeout_s; a busy machine starts them "
+                            "slowly)")
+
+    for ref in each_when_done(list(refs), timeout_s, not_ready):
+        try:
+            ray.get(ref)
+        except Exception:
+            log.error("actor %s failed while starting", refs[ref])
+            raise
+        log.info("%s ready after %.0fs", refs[ref], time.monotonic() - start)
+
+
+def get_all_or_raise(refs: list, timeout_s: float, what: str) -> list:
+    """Results of all `refs`, in order; the first failure is raised as soon as it is seen; past `timeout_s` a
+    TimeoutError names `what` and how many calls were still pending."""
+    import ray
+
+    def unfinished(pending: list) -> Exception:
+        return TimeoutError(f"{what}: {len(pending)} of {len(refs)} calls unfinished after {timeout_s}s")
+
+    for ref in each_when_done(refs, timeout_s, unfinished):
+        ray.get(ref)  # raises the actor's failure now, instead of after its peers' collectives time out
     return ray.get(list(refs))
 
 

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from rl.workers.placement import get_all_or_raise
+from rl.workers.placement import each_when_done, get_all_or_raise
 from rollouts.weight_buckets import DEFAULT_BUCKET_BYTES, backend_for
 from rollouts.weight_receiver import WORKER_EXTENSION
 
@@ -110,14 +110,9 @@ def wait_for_members(calls: dict, timeout_s: float, what: str) -> None:
     names its bucket); past `timeout_s` a TimeoutError names every member still busy."""
     import ray
 
-    deadline = time.monotonic() + timeout_s
-    pending = list(calls)
-    while pending:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            busy = ", ".join(calls[ref] for ref in pending)
-            raise TimeoutError(f"{what}: {busy} still busy after {timeout_s:g}s (rollout.sync_timeout_s + "
-                               f"{DRIVER_GRACE_S:g}s)")
-        ready, pending = ray.wait(pending, num_returns=1, timeout=remaining)
-        for ref in ready:
-            ray.get(ref)
+    def still_busy(pending: list) -> Exception:
+        return TimeoutError(f"{what}: {', '.join(calls[ref] for ref in pending)} still busy after {timeout_s:g}s "
+                            f"(rollout.sync_timeout_s + {DRIVER_GRACE_S:g}s)")
+
+    for ref in each_when_done(list(calls), timeout_s, still_busy):
+        ray.get(ref)
