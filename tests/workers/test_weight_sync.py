@@ -84,16 +84,29 @@ def test_the_driver_names_the_member_that_fails_or_never_finishes(local_ray):
 
 
 @pytest.mark.heavy
-def test_a_run_with_two_ranks_syncs_by_broadcast(tiny_model_dir, tmp_path):
-    """rollout.weight_sync=nccl on CPU: the launcher forms one gloo group of trainer rank 0 and the engine's worker,
-    and every step's sync streams the weights through it (rank 1 takes part in the stream, as ZeRO-3 needs)."""
+def test_a_zero3_lora_run_with_two_ranks_syncs_by_broadcast_and_exports_merged_weights(tiny_model_dir, tmp_path):
+    """rollout.weight_sync=nccl on CPU (the CPU counterpart of launch/gpu_check.py): the launcher forms one gloo group
+    of trainer rank 0 and the engine's worker, and every step's sync streams the weights of a 2-rank ZeRO-3 LoRA policy
+    through it (rank 1 takes part in the module-by-module gather); the HF export holds the merged weights under plain
+    HF names."""
     import math
 
+    import torch
+    from safetensors.torch import load_file
+
+    from rl.run.export import HF_FOLDER
     from tests.train_runs import read_jsonl, run_train
 
     run_dir = tmp_path / "broadcast"
     result = run_train(tiny_model_dir, run_dir, "rollout.weight_sync=nccl", "trainer.world_size=2",
+                       "trainer.zero_stage=3", "model.lora.rank=8", "algo.lr=1e-2", "ckpt.save_hf=true",
                        "total_steps=2", "eval.at_start=false", "eval.every=0")
     assert "weight sync: broadcast over gloo, 2 members" in result.stdout + result.stderr
     rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "time/sync_s" in r]
     assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["time/sync_s"]) for r in rows)
+
+    exported = load_file(str(run_dir / HF_FOLDER / "model.safetensors"))
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert set(exported) == set(base) - {"lm_head.weight"}  # no adapter tensors, no base_layer level
+    changed = {name for name in exported if not torch.equal(exported[name], base[name].to(exported[name].dtype))}
+    assert changed and all(name.endswith("proj.weight") for name in changed)  # adapters sit on linear layers only
