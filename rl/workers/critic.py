@@ -1,4 +1,5 @@
-"""CriticTrainer: a DeepSpeed rank holding PPO's value model (trainer.critic_world_size ranks, sharded like the policy) (the alignment-faking paper trained with PPO).
+"""CriticTrainer: a DeepSpeed rank holding PPO's value model (the alignment-faking paper trained with PPO); the critic
+runs on trainer.critic_world_size ranks, sharded like the policy.
 
 The value model is the policy's transformer (`AutoModel`, initialised from the same checkpoint, as in Ziegler et al.
 2019 / OpenRLHF) with a scalar linear head on every position. Chosen over

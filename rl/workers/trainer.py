@@ -2,8 +2,8 @@
 LoRA adapters, rl/workers/lora.py, the reference is the policy with its adapters off).
 
 A thin wrapper: a DeepSpeed engine (trainer.zero_stage; by default ZeRO-2 with several ranks, no ZeRO on one; gloo +
-fp32 on CPU, nccl + bf16 on GPU; rl/workers/learner.py) and the pure loss functions of rl/algo/losses.py, rl/algo/kl.py, rl/algo/importance.py. Run as a Ray actor, one per
-rank (`make_trainer_actor`).
+fp32 on CPU, nccl + bf16 on GPU; rl/workers/learner.py) and the pure loss functions of rl/algo/losses.py,
+rl/algo/kl.py, rl/algo/importance.py. Run as a Ray actor, one per rank (`make_trainer_actor`).
 
 What `update` implements: clipped policy loss on sequence (GRPO family) or per-token (PPO/GAE) advantages, optional
 KL to the reference in the loss (k1/k2/k3), truncated importance weights for the vLLM-vs-trainer log-prob mismatch
@@ -239,7 +239,8 @@ class PolicyTrainer(DeepSpeedLearner, SendingTrainer):
     def named_weights(self):
         """The full HF-named weights the engines load, one tensor at a time (on the trainer's device). Under ZeRO-3
         every rank must run the iteration to its end (each module's gather is collective); the tensors are copies
-        there, as a gathered tensor is released after its module. With LoRA: the base weights with the adapters merged in."""
+        there, as a gathered tensor is released after its module. With LoRA: the base weights with the adapters
+        merged in."""
         for name, tensor in lora_adapters.hf_weights(self.engine.module, sharded=self.zero3):
             if self.tied_embeddings and name == "lm_head.weight":
                 continue  # vLLM ties the head to the embedding itself
@@ -255,7 +256,8 @@ class PolicyTrainer(DeepSpeedLearner, SendingTrainer):
             if self.rank != 0:
                 continue
             tensor = tensor.cpu().contiguous()
-            weights.append((name, tensor.view(torch.int16).numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()))
+            array = tensor.view(torch.int16).numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
+            weights.append((name, array))
         return weights
 
 
